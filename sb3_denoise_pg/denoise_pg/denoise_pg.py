@@ -1,0 +1,458 @@
+import math
+import warnings
+from collections import defaultdict
+from typing import Any, ClassVar, NamedTuple, TypeVar
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.base_class import maybe_make_env
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.noise import ActionNoise
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.policies import BasePolicy, ContinuousCritic
+from stable_baselines3.common.type_aliases import DictReplayBufferSamples, GymEnv, MaybeCallback, ReplayBufferSamples, Schedule
+from stable_baselines3.common.utils import get_parameters_by_name, polyak_update
+from stable_baselines3.td3.policies import Actor
+
+from sb3_denoise_pg.common.estimator import (
+    actor_loss_from_gradient,
+    antithetic_normal,
+    cosine_similarity,
+    denoising_loss,
+    normalize_by_rms,
+    score_difference_gradient,
+    td_loss,
+)
+from sb3_denoise_pg.denoise_pg.policies import CnnPolicy, DenoisePGPolicy, Denoiser, MlpPolicy, MultiInputPolicy
+
+SelfDenoisePG = TypeVar("SelfDenoisePG", bound="DenoisePG")
+Samples = ReplayBufferSamples | DictReplayBufferSamples
+
+
+class Estimate(NamedTuple):
+    """The score-difference estimate and what it was made of (for diagnostics)."""
+
+    gradient: th.Tensor  # (batch, action_dim), averaged over the noise draws
+    noisy_actions: th.Tensor  # (n_noise_samples, batch, action_dim)
+    denoised_cond: th.Tensor  # (n_noise_samples * batch, action_dim)
+    denoised_uncond: th.Tensor  # (n_noise_samples * batch, action_dim)
+
+
+def check_action_space(action_space: spaces.Space) -> None:
+    """
+    Raise a ``ValueError`` unless ``action_space`` is a bounded ``Box``: the estimator works in SB3's
+    scaled action space ``[-1, 1]^d``, which needs finite bounds.
+    """
+    if not isinstance(action_space, spaces.Box):
+        raise ValueError(
+            f"DenoisePG needs a continuous Box action space, got {action_space}. "
+            "For discrete actions use DQN, PPO or another algorithm that supports them."
+        )
+    if not (np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high))):
+        raise ValueError(f"DenoisePG needs a Box action space with finite bounds, got {action_space}.")
+
+
+class DenoisePG(OffPolicyAlgorithm):
+    """
+    Denoising Policy Gradients (DenoisePG).
+
+    A deterministic actor trained like TD3's, but the gradient of the action value it follows is not the
+    input-gradient of a critic: it is estimated from the score function of the world,
+    ``G_hat = (y - b(s, a~)) * (D(a~ | s, o) - D(a~ | s)) / sigma^2``, where ``D`` is one denoiser of replay
+    actions run with and without the transition's outcome ``o = (s', r, done)``, ``y`` the one-step TD target
+    and ``b`` the critic used as a baseline at the noised action ``a~``.
+
+    Source (a blog post, no experiments): "Gradient estimation in a noisy world, via denoising diffusion models";
+    the estimator is stated precisely in ``shared/design/ESTIMATOR.md``.
+    Built on TD3: https://arxiv.org/abs/1802.09477
+
+    :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy)
+    :param env: The environment to learn from (if registered in Gym, can be str)
+    :param learning_rate: Learning rate for Adam, the same for actor, critic and denoiser;
+        it can be a function of the current progress remaining (from 1 to 0)
+    :param buffer_size: Size of the replay buffer
+    :param learning_starts: How many steps of the model to collect transitions for before learning starts
+    :param batch_size: Minibatch size for each gradient update
+    :param tau: The soft update coefficient ("Polyak update", between 0 and 1)
+    :param gamma: The discount factor
+    :param train_freq: Update the model every ``train_freq`` steps. Alternatively pass a tuple of frequency and
+        unit like ``(5, "step")`` or ``(2, "episode")``.
+    :param gradient_steps: How many gradient steps to do after each rollout (see ``train_freq``).
+        ``-1`` means as many gradient steps as steps done in the environment during the rollout.
+    :param action_noise: The action noise type (None by default); as in TD3, the exploration noise
+    :param replay_buffer_class: Replay buffer class to use (for instance ``HerReplayBuffer``).
+        If ``None``, it will be automatically selected.
+    :param replay_buffer_kwargs: Keyword arguments to pass to the replay buffer on creation.
+    :param optimize_memory_usage: Enable a memory efficient variant of the replay buffer
+    :param n_steps: When ``n_steps > 1``, uses n-step returns (with the NStepReplayBuffer) for the TD target
+    :param policy_delay: The actor and the target networks are updated once every ``policy_delay`` gradient steps
+    :param target_policy_noise: Standard deviation of Gaussian noise added to the target policy (smoothing noise)
+    :param target_noise_clip: Limit for absolute value of the target policy smoothing noise
+    :param denoiser_sigma: Standard deviation ``sigma`` of the noise added to replay actions (in the scaled
+        action space ``[-1, 1]``); trades bias (large) against variance (small). Must be > 0.
+    :param n_noise_samples: Number of noise draws ``z`` averaged per transition, in one batched pass. Must be >= 1.
+    :param antithetic: Whether the noise draws come in antithetic pairs ``(z, -z)``
+    :param cond_dropout: Probability that a denoiser training sample sees the null outcome instead of its own,
+        so that the same network learns ``D(a~ | s)``. In ``[0, 1)``.
+    :param normalize_action_gradient: Whether to divide the batch's ``G_hat`` by its root-mean-square before the
+        actor step (bounds the step size; the direction is unchanged)
+    :param baseline_reduction: How the critics are combined into the baseline: ``"mean"`` or ``"min"``
+        (clipped double-Q)
+    :param baseline_action: Where the baseline is evaluated: ``"noised"`` (``b(s, a~)``, correct) or ``"clean"``
+        (``b(s, a)``, biased; only for ablations and tests, trap 1 of ESTIMATOR.md)
+    :param stats_window_size: Window size for the rollout logging
+    :param tensorboard_log: The log location for tensorboard (if None, no logging)
+    :param policy_kwargs: Additional arguments to be passed to the policy on creation
+    :param verbose: Verbosity level: 0 no output, 1 info, 2 debug
+    :param seed: Seed for the pseudo random generators
+    :param device: Device (cpu, cuda, ...) on which the code should be run
+    :param _init_setup_model: Whether or not to build the network at the creation of the instance
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": MlpPolicy,
+        "CnnPolicy": CnnPolicy,
+        "MultiInputPolicy": MultiInputPolicy,
+    }
+    policy: DenoisePGPolicy
+    actor: Actor
+    actor_target: Actor
+    critic: ContinuousCritic
+    critic_target: ContinuousCritic
+    denoiser: Denoiser
+
+    def __init__(
+        self,
+        policy: str | type[DenoisePGPolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule = 1e-3,
+        buffer_size: int = 1_000_000,
+        learning_starts: int = 100,
+        batch_size: int = 256,
+        tau: float = 0.005,
+        gamma: float = 0.99,
+        train_freq: int | tuple[int, str] = 1,
+        gradient_steps: int = 1,
+        action_noise: ActionNoise | None = None,
+        replay_buffer_class: type[ReplayBuffer] | None = None,
+        replay_buffer_kwargs: dict[str, Any] | None = None,
+        optimize_memory_usage: bool = False,
+        n_steps: int = 1,
+        policy_delay: int = 2,
+        target_policy_noise: float = 0.2,
+        target_noise_clip: float = 0.5,
+        denoiser_sigma: float = 0.1,
+        n_noise_samples: int = 8,
+        antithetic: bool = True,
+        cond_dropout: float = 0.5,
+        normalize_action_gradient: bool = True,
+        baseline_reduction: str = "mean",
+        baseline_action: str = "noised",
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ):
+        self._check_hyperparameters(
+            denoiser_sigma, n_noise_samples, cond_dropout, policy_delay, baseline_reduction, baseline_action
+        )
+        # Made here (the parent would make it too) so that a wrong action space fails with a clear error
+        env = maybe_make_env(env, verbose)
+        if env is not None:
+            check_action_space(env.action_space)
+        super().__init__(
+            policy,
+            env,
+            learning_rate,
+            buffer_size,
+            learning_starts,
+            batch_size,
+            tau,
+            gamma,
+            train_freq,
+            gradient_steps,
+            action_noise=action_noise,
+            replay_buffer_class=replay_buffer_class,
+            replay_buffer_kwargs=replay_buffer_kwargs,
+            optimize_memory_usage=optimize_memory_usage,
+            n_steps=n_steps,
+            policy_kwargs=policy_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            verbose=verbose,
+            device=device,
+            seed=seed,
+            sde_support=False,
+            supported_action_spaces=(spaces.Box,),
+            support_multi_env=True,
+        )
+
+        self.policy_delay = policy_delay
+        self.target_policy_noise = target_policy_noise
+        self.target_noise_clip = target_noise_clip
+        self.denoiser_sigma = float(denoiser_sigma)
+        self.n_noise_samples = n_noise_samples
+        self.antithetic = antithetic
+        self.cond_dropout = cond_dropout
+        self.normalize_action_gradient = normalize_action_gradient
+        self.baseline_reduction = baseline_reduction
+        self.baseline_action = baseline_action
+
+        if _init_setup_model:
+            self._setup_model()
+
+    @staticmethod
+    def _check_hyperparameters(
+        denoiser_sigma: float,
+        n_noise_samples: int,
+        cond_dropout: float,
+        policy_delay: int,
+        baseline_reduction: str,
+        baseline_action: str,
+    ) -> None:
+        if not (isinstance(denoiser_sigma, (int, float)) and math.isfinite(denoiser_sigma) and denoiser_sigma > 0):
+            raise ValueError(f"denoiser_sigma must be a finite number > 0, got {denoiser_sigma!r}")
+        if not (isinstance(n_noise_samples, (int, np.integer)) and n_noise_samples >= 1):
+            raise ValueError(f"n_noise_samples must be an integer >= 1, got {n_noise_samples!r}")
+        if not (isinstance(cond_dropout, (int, float)) and 0 <= cond_dropout < 1):
+            raise ValueError(f"cond_dropout must be in [0, 1), got {cond_dropout!r}")
+        if cond_dropout == 0:
+            warnings.warn("cond_dropout=0: the unconditional denoiser D(a~ | s) is never trained", stacklevel=3)
+        if not (isinstance(policy_delay, (int, np.integer)) and policy_delay >= 1):
+            raise ValueError(f"policy_delay must be an integer >= 1, got {policy_delay!r}")
+        if baseline_reduction not in ("mean", "min"):
+            raise ValueError(f"baseline_reduction must be 'mean' or 'min', got {baseline_reduction!r}")
+        if baseline_action not in ("noised", "clean"):
+            raise ValueError(f"baseline_action must be 'noised' or 'clean', got {baseline_action!r}")
+
+    def _get_policy_from_name(self, policy_name: str) -> type[BasePolicy]:
+        if policy_name not in self.policy_aliases:
+            raise ValueError(f"policy must be one of {sorted(self.policy_aliases)} or a policy class, got {policy_name!r}")
+        return self.policy_aliases[policy_name]
+
+    def _setup_model(self) -> None:
+        super()._setup_model()
+        self._create_aliases()
+        # Batch norm running statistics are copied to the targets, not averaged (SB3 issue #996)
+        self._batch_norm_stats = get_parameters_by_name(self.actor, ["running_"]) + get_parameters_by_name(
+            self.critic, ["running_"]
+        )
+        self._batch_norm_stats_target = get_parameters_by_name(self.actor_target, ["running_"]) + get_parameters_by_name(
+            self.critic_target, ["running_"]
+        )
+
+    def _create_aliases(self) -> None:
+        self.actor = self.policy.actor
+        self.actor_target = self.policy.actor_target
+        self.critic = self.policy.critic
+        self.critic_target = self.policy.critic_target
+        self.denoiser = self.policy.denoiser
+
+    # ---- the estimator ------------------------------------------------------------------------------------
+
+    def td_target(self, replay_data: Samples) -> th.Tensor:
+        """
+        The one-step target ``y = r + gamma (1 - done) V(s')`` with ``V(s') = min_j Q_target_j(s', mu_target(s') + eps)``
+        (TD3's target policy smoothing and clipped double-Q).
+
+        :return: Shape ``(batch, 1)``
+        """
+        with th.no_grad():
+            discounts = replay_data.discounts if replay_data.discounts is not None else self.gamma
+            noise = th.randn_like(replay_data.actions) * self.target_policy_noise
+            noise = noise.clamp(-self.target_noise_clip, self.target_noise_clip)
+            next_actions = (self.actor_target(replay_data.next_observations) + noise).clamp(-1, 1)
+            next_q_values = th.cat(self.critic_target(replay_data.next_observations, next_actions), dim=1)
+            next_q_values, _ = th.min(next_q_values, dim=1, keepdim=True)
+            return replay_data.rewards + (1 - replay_data.dones) * discounts * next_q_values
+
+    def _reduce_critics(self, q_values: th.Tensor) -> th.Tensor:
+        if self.baseline_reduction == "min":
+            return q_values.min(dim=1, keepdim=True).values
+        return q_values.mean(dim=1, keepdim=True)
+
+    def estimate(self, replay_data: Samples, td_targets: th.Tensor | None = None) -> Estimate:
+        """
+        The score-difference estimate with its ingredients; see ``action_gradient``.
+
+        :param replay_data: A batch from the replay buffer
+        :param td_targets: Precomputed ``td_target(replay_data)``, computed here when ``None``
+        """
+        with th.no_grad():
+            if td_targets is None:
+                td_targets = self.td_target(replay_data)
+            actions = replay_data.actions
+            batch_size, action_dim = actions.shape
+            n_draws, sigma = self.n_noise_samples, self.denoiser_sigma
+            z = antithetic_normal(n_draws, (batch_size, action_dim), actions.device, self.antithetic)
+            noisy_actions = actions + sigma * z  # (n_draws, batch, action_dim), eq. 4
+            state_features, outcome = self.denoiser.encode(
+                replay_data.observations, replay_data.next_observations, replay_data.rewards, replay_data.dones
+            )
+            # Rows in draw-major order: row k * batch + i is draw k of transition i
+            denoised_cond, denoised_uncond = self.denoiser.denoise_both(
+                noisy_actions.reshape(-1, action_dim),
+                state_features.repeat(n_draws, 1),
+                outcome.repeat(n_draws, 1),
+                sigma,
+            )
+            # Trap 1: the baseline is evaluated where the gradient is taken, at a~
+            baseline_actions = noisy_actions if self.baseline_action == "noised" else actions.expand_as(noisy_actions)
+            critic_features = self.policy.critic_features(replay_data.observations)
+            baselines = self._reduce_critics(self.policy.q_values_at(critic_features, baseline_actions))
+            per_draw = score_difference_gradient(
+                td_targets.repeat(n_draws, 1), baselines, denoised_cond, denoised_uncond, sigma
+            )
+            gradient = per_draw.reshape(n_draws, batch_size, action_dim).mean(dim=0)
+        return Estimate(gradient, noisy_actions, denoised_cond, denoised_uncond)
+
+    def action_gradient(self, replay_data: Samples) -> th.Tensor:
+        """
+        The score-difference estimate of ``grad_a Q(s, a)`` at the replay actions, in the scaled action space
+        (ESTIMATOR.md, eq. 5): ``G_hat = (y - b(s, a~)) * (D(a~|s,o) - D(a~|s)) / sigma^2``, averaged over
+        ``n_noise_samples`` draws of ``a~ = a + sigma z`` (antithetic pairs when ``antithetic``), all in one
+        batched forward pass. Computed without gradient.
+
+        :param replay_data: A batch from the replay buffer (``ReplayBufferSamples`` or ``DictReplayBufferSamples``)
+        :return: Shape ``(batch, action_dim)``
+        """
+        return self.estimate(replay_data).gradient
+
+    def critic_action_gradient(self, observations: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        """
+        The critic's own input-gradient ``grad_a Q_phi(s, a)`` (what TD3 follows), of the baseline's reduction
+        of the critics; for diagnostics and comparisons.
+
+        :param observations: Batch of observations
+        :param actions: Shape ``(batch, action_dim)``
+        :return: Shape ``(batch, action_dim)``
+        """
+        with th.enable_grad():
+            actions = actions.detach().requires_grad_(True)
+            critic_features = self.policy.critic_features(observations).detach()
+            q_values = self._reduce_critics(self.policy.q_values_at(critic_features, actions.unsqueeze(0)))
+            (gradient,) = th.autograd.grad(q_values.sum(), actions)
+        return gradient
+
+    # ---- training -----------------------------------------------------------------------------------------
+
+    def _checked(self, name: str, loss: th.Tensor) -> float:
+        """Return the loss as a float, or raise before a non-finite value reaches the weights."""
+        value = loss.item()
+        if not math.isfinite(value):
+            raise FloatingPointError(
+                f"DenoisePG: non-finite {name} ({value}) at update step {self._n_updates}. "
+                "Check the rewards and observations for NaN/inf, or lower the learning rate."
+            )
+        return value
+
+    @staticmethod
+    def _step(optimizer: th.optim.Optimizer, loss: th.Tensor) -> None:
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    def _update_critic(self, replay_data: Samples, td_targets: th.Tensor, stats: dict[str, list[float]]) -> None:
+        loss = td_loss(self.critic(replay_data.observations, replay_data.actions), td_targets)
+        stats["critic_loss"].append(self._checked("critic_loss", loss))
+        self._step(self.critic.optimizer, loss)
+
+    def _update_denoiser(self, replay_data: Samples, stats: dict[str, list[float]]) -> None:
+        actions, sigma = replay_data.actions, self.denoiser_sigma
+        noisy_actions = actions + sigma * th.randn_like(actions)
+        # Conditioning dropout: a fraction of the batch learns D(a~ | s) through the null outcome
+        condition = th.rand(actions.shape[0], 1, device=actions.device) >= self.cond_dropout
+        state_features, outcome = self.denoiser.encode(
+            replay_data.observations, replay_data.next_observations, replay_data.rewards, replay_data.dones
+        )
+        loss = denoising_loss(self.denoiser(noisy_actions, state_features, outcome, condition, sigma), actions, sigma)
+        stats["denoiser_loss"].append(self._checked("denoiser_loss", loss))
+        self._step(self.denoiser.optimizer, loss)
+
+    def _update_actor(self, replay_data: Samples, td_targets: th.Tensor, stats: dict[str, list[float]]) -> Estimate:
+        estimate = self.estimate(replay_data, td_targets)
+        gradient = normalize_by_rms(estimate.gradient) if self.normalize_action_gradient else estimate.gradient
+        actions = self.actor(replay_data.observations)
+        loss = actor_loss_from_gradient(actions, gradient)
+        stats["actor_loss"].append(self._checked("actor_loss", loss))
+        stats["action_gradient_norm"].append(estimate.gradient.norm(dim=1).mean().item())
+        stats["actor_saturation"].append((actions.detach().abs() > 0.99).float().mean().item())
+        self._step(self.actor.optimizer, loss)
+        return estimate
+
+    def _update_targets(self) -> None:
+        polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
+        polyak_update(self.actor.parameters(), self.actor_target.parameters(), self.tau)
+        polyak_update(self._batch_norm_stats, self._batch_norm_stats_target, 1.0)
+
+    def _record_diagnostics(self, replay_data: Samples, estimate: Estimate) -> None:
+        """Denoiser reconstruction errors and agreement with the critic's input-gradient, on one batch."""
+        n_draws = estimate.noisy_actions.shape[0]
+        clean = replay_data.actions.repeat(n_draws, 1)
+        self.logger.record("train/denoiser_mse_cond", (estimate.denoised_cond - clean).pow(2).mean().item())
+        self.logger.record("train/denoiser_mse_uncond", (estimate.denoised_uncond - clean).pow(2).mean().item())
+        critic_gradient = self.critic_action_gradient(replay_data.observations, estimate.noisy_actions.mean(dim=0))
+        cosine = cosine_similarity(estimate.gradient, critic_gradient)
+        self.logger.record("train/cos_critic_gradient", cosine.mean().item())
+        batch_cosine = cosine_similarity(estimate.gradient.mean(0, keepdim=True), critic_gradient.mean(0, keepdim=True))
+        self.logger.record("train/cos_critic_gradient_batch", batch_cosine.item())
+
+    def train(self, gradient_steps: int, batch_size: int = 100) -> None:
+        self.policy.set_training_mode(True)
+        self._update_learning_rate([self.actor.optimizer, self.critic.optimizer, self.denoiser.optimizer])
+
+        stats: dict[str, list[float]] = defaultdict(list)
+        last_actor_update = None
+        for _ in range(gradient_steps):
+            self._n_updates += 1
+            replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
+            td_targets = self.td_target(replay_data)
+            self._update_critic(replay_data, td_targets, stats)
+            self._update_denoiser(replay_data, stats)
+            if self._n_updates % self.policy_delay == 0:
+                last_actor_update = (replay_data, self._update_actor(replay_data, td_targets, stats))
+                self._update_targets()
+
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        for key, values in stats.items():
+            self.logger.record(f"train/{key}", float(np.mean(values)))
+        if last_actor_update is not None:
+            self._record_diagnostics(*last_actor_update)
+
+    def learn(
+        self: SelfDenoisePG,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 4,
+        tb_log_name: str = "DenoisePG",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfDenoisePG:
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
+
+    def _excluded_save_params(self) -> list[str]:
+        return [
+            *super()._excluded_save_params(),
+            "actor",
+            "critic",
+            "actor_target",
+            "critic_target",
+            "denoiser",
+            "_batch_norm_stats",
+            "_batch_norm_stats_target",
+        ]
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        state_dicts = ["policy", "actor.optimizer", "critic.optimizer", "denoiser.optimizer"]
+        return state_dicts, []

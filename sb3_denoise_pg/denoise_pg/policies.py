@@ -1,0 +1,244 @@
+from typing import Any
+
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.policies import BaseModel
+from stable_baselines3.common.preprocessing import get_action_dim
+from stable_baselines3.common.torch_layers import (
+    BaseFeaturesExtractor,
+    CombinedExtractor,
+    FlattenExtractor,
+    NatureCNN,
+    create_mlp,
+)
+from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
+from stable_baselines3.td3.policies import TD3Policy
+from torch import nn
+
+
+def concat_observations(obs: PyTorchObs, next_obs: PyTorchObs) -> PyTorchObs:
+    """Stack two batches of observations (tensors or dicts of tensors) along the batch dimension."""
+    if isinstance(obs, dict):
+        return {key: th.cat([obs[key], next_obs[key]], dim=0) for key in obs}
+    return th.cat([obs, next_obs], dim=0)
+
+
+class Denoiser(BaseModel):
+    """
+    The denoiser ``D(a~, s, o)``: predicts the clean replay action ``a`` from ``a~ = a + sigma z``, given the
+    state ``s`` and, when ``condition`` is set, the transition's outcome ``o = (s', r, done)``. Without
+    the condition, a learned null outcome takes the outcome's place, so that one network gives both
+    ``D(a~ | s, o)`` and ``D(a~ | s)`` (as in classifier-free guidance).
+
+    The output is parametrised as ``a~ - sigma * eps_hat(...)``: the network predicts the noise, whose scale
+    does not depend on ``sigma``.
+
+    :param observation_space: Observation space
+    :param action_space: Action space
+    :param net_arch: Hidden layer sizes
+    :param features_extractor: Network to extract features, applied to ``s`` and ``s'``
+    :param features_dim: Number of features
+    :param activation_fn: Activation function
+    :param normalize_images: Whether to normalize images or not, dividing by 255.0
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Box,
+        net_arch: list[int],
+        features_extractor: BaseFeaturesExtractor,
+        features_dim: int,
+        activation_fn: type[nn.Module] = nn.ReLU,
+        normalize_images: bool = True,
+    ):
+        super().__init__(
+            observation_space,
+            action_space,
+            features_extractor=features_extractor,
+            normalize_images=normalize_images,
+        )
+        self.net_arch = net_arch
+        self.features_dim = features_dim
+        self.activation_fn = activation_fn
+        action_dim = get_action_dim(self.action_space)
+        # outcome = (features(s'), r, done)
+        self.outcome_dim = features_dim + 2
+        self.null_outcome = nn.Parameter(th.zeros(self.outcome_dim))
+        # inputs: a~, features(s), outcome or null, condition flag, sigma
+        input_dim = action_dim + features_dim + self.outcome_dim + 2
+        self.noise_net = nn.Sequential(*create_mlp(input_dim, action_dim, net_arch, activation_fn))
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(
+            dict(
+                net_arch=self.net_arch,
+                features_dim=self.features_dim,
+                activation_fn=self.activation_fn,
+                features_extractor=self.features_extractor,
+            )
+        )
+        return data
+
+    def encode(
+        self, obs: PyTorchObs, next_obs: PyTorchObs, rewards: th.Tensor, dones: th.Tensor
+    ) -> tuple[th.Tensor, th.Tensor]:
+        """
+        Features of the state and of the outcome, from one forward pass of the features extractor over
+        ``s`` and ``s'`` together.
+
+        :return: state features ``(batch, features_dim)`` and outcome ``(batch, features_dim + 2)``
+        """
+        features = self.extract_features(concat_observations(obs, next_obs), self.features_extractor)
+        state_features, next_state_features = features.chunk(2, dim=0)
+        return state_features, th.cat([next_state_features, rewards, dones], dim=1)
+
+    def forward(
+        self,
+        noisy_actions: th.Tensor,
+        state_features: th.Tensor,
+        outcome: th.Tensor,
+        condition: th.Tensor,
+        sigma: float,
+    ) -> th.Tensor:
+        """
+        :param noisy_actions: ``a~``, shape ``(n, action_dim)``
+        :param state_features: From ``encode``, shape ``(n, features_dim)``
+        :param outcome: From ``encode``, shape ``(n, features_dim + 2)``
+        :param condition: Boolean, shape ``(n, 1)``: whether row ``i`` sees its outcome or the null outcome
+        :param sigma: Noise standard deviation that made ``a~``
+        :return: The denoised action ``D``, shape ``(n, action_dim)``
+        """
+        outcome = th.where(condition, outcome, self.null_outcome)
+        sigma_column = th.full_like(condition, sigma, dtype=noisy_actions.dtype)
+        net_input = th.cat([noisy_actions, state_features, outcome, condition.to(noisy_actions.dtype), sigma_column], 1)
+        return noisy_actions - sigma * self.noise_net(net_input)
+
+    def denoise_both(
+        self, noisy_actions: th.Tensor, state_features: th.Tensor, outcome: th.Tensor, sigma: float
+    ) -> tuple[th.Tensor, th.Tensor]:
+        """
+        ``D(a~ | s, o)`` and ``D(a~ | s)`` in one batched forward pass.
+
+        :return: conditional and unconditional denoised actions, each ``(n, action_dim)``
+        """
+        n_rows = noisy_actions.shape[0]
+        condition = th.ones(2 * n_rows, 1, dtype=th.bool, device=noisy_actions.device)
+        condition[n_rows:] = False
+        denoised = self(noisy_actions.repeat(2, 1), state_features.repeat(2, 1), outcome.repeat(2, 1), condition, sigma)
+        return denoised[:n_rows], denoised[n_rows:]
+
+
+class DenoisePGPolicy(TD3Policy):
+    """
+    Policy class for DenoisePG: TD3's actor and twin critic (with their targets), plus the denoiser.
+    The critic serves as the baseline ``b(s, a~)`` of the estimator and for the TD targets.
+
+    :param observation_space: Observation space
+    :param action_space: Action space
+    :param lr_schedule: Learning rate schedule (could be constant)
+    :param net_arch: The specification of the actor and critic networks (list, or dict with ``pi``/``qf``)
+    :param activation_fn: Activation function
+    :param features_extractor_class: Features extractor to use.
+    :param features_extractor_kwargs: Keyword arguments to pass to the features extractor.
+    :param normalize_images: Whether to normalize images or not, dividing by 255.0 (True by default)
+    :param optimizer_class: The optimizer to use, ``th.optim.Adam`` by default
+    :param optimizer_kwargs: Additional keyword arguments, excluding the learning rate, to pass to the optimizer
+    :param n_critics: Number of critic networks to create.
+    :param share_features_extractor: Whether to share or not the features extractor
+        between the actor and the critic (the denoiser always has its own)
+    :param denoiser_net_arch: Hidden layer sizes of the denoiser; the critic's when ``None``
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Box,
+        lr_schedule: Schedule,
+        net_arch: list[int] | dict[str, list[int]] | None = None,
+        activation_fn: type[nn.Module] = nn.ReLU,
+        features_extractor_class: type[BaseFeaturesExtractor] = FlattenExtractor,
+        features_extractor_kwargs: dict[str, Any] | None = None,
+        normalize_images: bool = True,
+        optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
+        optimizer_kwargs: dict[str, Any] | None = None,
+        n_critics: int = 2,
+        share_features_extractor: bool = False,
+        denoiser_net_arch: list[int] | None = None,
+    ):
+        # Read by _build(), which the parent constructor calls
+        self.denoiser_net_arch = denoiser_net_arch
+        super().__init__(
+            observation_space,
+            action_space,
+            lr_schedule,
+            net_arch=net_arch,
+            activation_fn=activation_fn,
+            features_extractor_class=features_extractor_class,
+            features_extractor_kwargs=features_extractor_kwargs,
+            normalize_images=normalize_images,
+            optimizer_class=optimizer_class,
+            optimizer_kwargs=optimizer_kwargs,
+            n_critics=n_critics,
+            share_features_extractor=share_features_extractor,
+        )
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        super()._build(lr_schedule)
+        self.denoiser = self.make_denoiser()
+        self.denoiser.optimizer = self.optimizer_class(
+            self.denoiser.parameters(),
+            lr=lr_schedule(1),  # type: ignore[call-arg]
+            **self.optimizer_kwargs,
+        )
+
+    def make_denoiser(self, features_extractor: BaseFeaturesExtractor | None = None) -> Denoiser:
+        denoiser_kwargs = self._update_features_extractor(self.net_args, features_extractor)
+        if self.denoiser_net_arch is not None:
+            denoiser_kwargs["net_arch"] = self.denoiser_net_arch
+        else:
+            denoiser_kwargs["net_arch"] = self.critic_kwargs["net_arch"]
+        return Denoiser(**denoiser_kwargs).to(self.device)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(denoiser_net_arch=self.denoiser_net_arch)
+        return data
+
+    def set_training_mode(self, mode: bool) -> None:
+        super().set_training_mode(mode)
+        self.denoiser.set_training_mode(mode)
+
+    def critic_features(self, obs: PyTorchObs) -> th.Tensor:
+        """Critic features of ``obs``, computed once so that many actions can be scored at the same states."""
+        return self.critic.extract_features(obs, self.critic.features_extractor)
+
+    def q_values_at(self, critic_features: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        """
+        Every critic's value at several actions per state.
+
+        :param critic_features: From ``critic_features``, shape ``(batch, features_dim)``
+        :param actions: Shape ``(n_draws, batch, action_dim)``
+        :return: Shape ``(n_draws * batch, n_critics)``, rows in draw-major order
+        """
+        n_draws, batch_size, action_dim = actions.shape
+        q_input = th.cat([critic_features.repeat(n_draws, 1), actions.reshape(n_draws * batch_size, action_dim)], 1)
+        return th.cat([q_net(q_input) for q_net in self.critic.q_networks], dim=1)
+
+
+MlpPolicy = DenoisePGPolicy
+
+
+class CnnPolicy(DenoisePGPolicy):
+    """DenoisePGPolicy with a ``NatureCNN`` features extractor by default, for image observations."""
+
+    def __init__(self, *args, features_extractor_class: type[BaseFeaturesExtractor] = NatureCNN, **kwargs):
+        super().__init__(*args, features_extractor_class=features_extractor_class, **kwargs)
+
+
+class MultiInputPolicy(DenoisePGPolicy):
+    """DenoisePGPolicy with a ``CombinedExtractor`` by default, for Dict observation spaces."""
+
+    def __init__(self, *args, features_extractor_class: type[BaseFeaturesExtractor] = CombinedExtractor, **kwargs):
+        super().__init__(*args, features_extractor_class=features_extractor_class, **kwargs)
