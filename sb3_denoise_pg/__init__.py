@@ -1,5 +1,6 @@
 import os
 
+from sb3_denoise_pg import envs  # noqa: F401  (registers the project's gymnasium ids)
 from sb3_denoise_pg.denoise_pg import DenoisePG
 
 # Read version from file
