@@ -89,18 +89,40 @@ def normalize_by_rms(gradient: th.Tensor, eps: float = 1e-8) -> th.Tensor:
     return gradient / (gradient.pow(2).mean().sqrt() + eps)
 
 
-def actor_loss_from_gradient(actions: th.Tensor, action_gradient: th.Tensor) -> th.Tensor:
+def kernel_weights(replay_actions: th.Tensor, policy_actions: th.Tensor, width: float) -> th.Tensor:
     """
-    Actor loss ``L = -mean_i < stopgrad(G_i), mu_theta(s_i) >`` (ESTIMATOR.md, "From the estimate to the
-    actor"): its gradient with respect to theta is ``-mean_i G_i . grad_theta mu_theta(s_i)``, the
-    deterministic policy gradient with ``G`` in place of ``grad_a Q``.
+    Weights that localise the actor update around the current policy's actions: ``G_hat_i`` is a gradient at
+    the replay action ``a_i`` of an older policy, a good stand-in for ``grad_a Q`` at ``mu_theta(s_i)`` only when
+    ``a_i`` is near it. ``w_i`` is proportional to ``exp(-mean_j (a_ij - mu_ij)^2 / (2 width^2))``, normalised to
+    sum to 1 over the batch (a softmax, stable however far the actor has moved).
+
+    :param replay_actions: Shape ``(batch, action_dim)``
+    :param policy_actions: ``mu_theta(s)``, shape ``(batch, action_dim)``; never differentiated
+    :param width: Kernel width per action dimension, in the scaled action space
+    :return: Shape ``(batch,)``, summing to 1
+    """
+    _check_same_shape(replay_actions=replay_actions, policy_actions=policy_actions)
+    squared_distance = (replay_actions - policy_actions.detach()).pow(2).mean(dim=1)
+    return th.softmax(-squared_distance / (2 * width**2), dim=0)
+
+
+def actor_loss_from_gradient(actions: th.Tensor, action_gradient: th.Tensor, weights: th.Tensor | None = None) -> th.Tensor:
+    """
+    Actor loss ``L = -sum_i w_i < stopgrad(G_i), mu_theta(s_i) >`` (ESTIMATOR.md, "From the estimate to the
+    actor"; uniform ``w_i = 1 / batch`` by default): its gradient with respect to theta is
+    ``-sum_i w_i G_i . grad_theta mu_theta(s_i)``, the deterministic policy gradient with ``G`` in place of
+    ``grad_a Q``.
 
     :param actions: ``mu_theta(s)``, differentiable, shape ``(batch, action_dim)``
     :param action_gradient: Estimate of ``grad_a Q``, shape ``(batch, action_dim)``; never differentiated
+    :param weights: Per-sample weights summing to 1, shape ``(batch,)``; never differentiated
     :return: Scalar loss
     """
     _check_same_shape(actions=actions, action_gradient=action_gradient)
-    return -(actions * action_gradient.detach()).sum(dim=1).mean()
+    per_sample = (actions * action_gradient.detach()).sum(dim=1)
+    if weights is None:
+        return -per_sample.mean()
+    return -(weights.detach() * per_sample).sum()
 
 
 def denoising_loss(denoised: th.Tensor, clean_actions: th.Tensor, sigma: float) -> th.Tensor:

@@ -20,6 +20,7 @@ from sb3_denoise_pg.common.estimator import (
     antithetic_normal,
     cosine_similarity,
     denoising_loss,
+    kernel_weights,
     normalize_by_rms,
     score_difference_gradient,
     td_loss,
@@ -101,6 +102,12 @@ class DenoisePG(OffPolicyAlgorithm):
         (clipped double-Q)
     :param baseline_action: Where the baseline is evaluated: ``"noised"`` (``b(s, a~)``, correct) or ``"clean"``
         (``b(s, a)``, biased; only for ablations and tests, trap 1 of ESTIMATOR.md)
+    :param center_advantages: Whether to add the batch mean of ``y - b(s, a~)`` to the baseline (a constant
+        shift: the estimate stays unbiased up to O(1/batch), and a biased young critic no longer turns denoiser
+        error into a common push on every action)
+    :param actor_kernel_width: Width (per action dimension, scaled space) of the Gaussian kernel that weights each
+        transition's ``G_hat`` in the actor update by how close its replay action is to the current policy's
+        action: ``G_hat`` is a gradient at the old action. ``None`` gives the plain average (the "direct" form).
     :param stats_window_size: Window size for the rollout logging
     :param tensorboard_log: The log location for tensorboard (if None, no logging)
     :param policy_kwargs: Additional arguments to be passed to the policy on creation
@@ -149,6 +156,8 @@ class DenoisePG(OffPolicyAlgorithm):
         normalize_action_gradient: bool = True,
         baseline_reduction: str = "mean",
         baseline_action: str = "noised",
+        center_advantages: bool = True,
+        actor_kernel_width: float | None = 0.2,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -158,7 +167,13 @@ class DenoisePG(OffPolicyAlgorithm):
         _init_setup_model: bool = True,
     ):
         self._check_hyperparameters(
-            denoiser_sigma, n_noise_samples, cond_dropout, policy_delay, baseline_reduction, baseline_action
+            denoiser_sigma,
+            n_noise_samples,
+            cond_dropout,
+            policy_delay,
+            baseline_reduction,
+            baseline_action,
+            actor_kernel_width,
         )
         # Made here (the parent would make it too) so that a wrong action space fails with a clear error
         env = maybe_make_env(env, verbose)
@@ -201,6 +216,8 @@ class DenoisePG(OffPolicyAlgorithm):
         self.normalize_action_gradient = normalize_action_gradient
         self.baseline_reduction = baseline_reduction
         self.baseline_action = baseline_action
+        self.center_advantages = center_advantages
+        self.actor_kernel_width = actor_kernel_width
 
         if _init_setup_model:
             self._setup_model()
@@ -213,6 +230,7 @@ class DenoisePG(OffPolicyAlgorithm):
         policy_delay: int,
         baseline_reduction: str,
         baseline_action: str,
+        actor_kernel_width: float | None,
     ) -> None:
         if not (isinstance(denoiser_sigma, (int, float)) and math.isfinite(denoiser_sigma) and denoiser_sigma > 0):
             raise ValueError(f"denoiser_sigma must be a finite number > 0, got {denoiser_sigma!r}")
@@ -226,6 +244,10 @@ class DenoisePG(OffPolicyAlgorithm):
             raise ValueError(f"policy_delay must be an integer >= 1, got {policy_delay!r}")
         if baseline_reduction not in ("mean", "min"):
             raise ValueError(f"baseline_reduction must be 'mean' or 'min', got {baseline_reduction!r}")
+        if actor_kernel_width is not None and not (
+            isinstance(actor_kernel_width, (int, float)) and math.isfinite(actor_kernel_width) and actor_kernel_width > 0
+        ):
+            raise ValueError(f"actor_kernel_width must be None or a finite number > 0, got {actor_kernel_width!r}")
         if baseline_action not in ("noised", "clean"):
             raise ValueError(f"baseline_action must be 'noised' or 'clean', got {baseline_action!r}")
 
@@ -304,9 +326,12 @@ class DenoisePG(OffPolicyAlgorithm):
             baseline_actions = noisy_actions if self.baseline_action == "noised" else actions.expand_as(noisy_actions)
             critic_features = self.policy.critic_features(replay_data.observations)
             baselines = self._reduce_critics(self.policy.q_values_at(critic_features, baseline_actions))
-            per_draw = score_difference_gradient(
-                td_targets.repeat(n_draws, 1), baselines, denoised_cond, denoised_uncond, sigma
-            )
+            td_targets = td_targets.repeat(n_draws, 1)
+            if self.center_advantages:
+                # A constant shift of the baseline keeps the estimate unbiased, and removes the common offset of a
+                # young critic that would multiply any denoiser error into a push of every action the same way
+                baselines = baselines + (td_targets - baselines).mean()
+            per_draw = score_difference_gradient(td_targets, baselines, denoised_cond, denoised_uncond, sigma)
             gradient = per_draw.reshape(n_draws, batch_size, action_dim).mean(dim=0)
         return Estimate(gradient, noisy_actions, denoised_cond, denoised_uncond)
 
@@ -377,7 +402,12 @@ class DenoisePG(OffPolicyAlgorithm):
         estimate = self.estimate(replay_data, td_targets)
         gradient = normalize_by_rms(estimate.gradient) if self.normalize_action_gradient else estimate.gradient
         actions = self.actor(replay_data.observations)
-        loss = actor_loss_from_gradient(actions, gradient)
+        weights = None
+        if self.actor_kernel_width is not None:
+            weights = kernel_weights(replay_data.actions, actions, self.actor_kernel_width)
+            # Effective sample size of the localised batch, as a fraction of the batch
+            stats["actor_kernel_ess"].append((1.0 / weights.pow(2).sum() / len(weights)).item())
+        loss = actor_loss_from_gradient(actions, gradient, weights)
         stats["actor_loss"].append(self._checked("actor_loss", loss))
         stats["action_gradient_norm"].append(estimate.gradient.norm(dim=1).mean().item())
         stats["actor_saturation"].append((actions.detach().abs() > 0.99).float().mean().item())

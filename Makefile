@@ -1,0 +1,20 @@
+# Everything a fresh machine needs. torch is pinned and installed first: a bare `torch` may pull a CUDA build of
+# several GB, and 2.13.0 is the CPU wheel this project is tested with.
+PYTHON ?= python3
+PIP := $(PYTHON) -m pip
+
+.PHONY: install demo test lint
+
+install:
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[zoo,mujoco,box2d,extra,bench,tests]"
+
+demo: install
+	$(PYTHON) -m sb3_denoise_pg.demo
+
+test: install
+	$(PYTHON) -m pytest -n 2 --durations=10 tests
+
+lint:
+	ruff check sb3_denoise_pg tests benchmarks
+	ruff format --check sb3_denoise_pg tests benchmarks

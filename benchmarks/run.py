@@ -1,0 +1,224 @@
+"""
+Resumable runner of a benchmark suite through the zoo.
+
+Every (algo, env, seed) is one zoo training in its own single-threaded subprocess, ``--jobs`` of them at a time,
+seed-major so that a partial suite is balanced across envs and algorithms. A run trains in a staging folder and is
+moved, with a marker file, to ``<log-root>/<algo>/<env>_<seed + 1>/`` (the zoo's layout, so that rl-zoo3's plotting
+scripts work on it) only once it succeeded: a run with a marker is never redone, anything else is removed and redone.
+
+    python -m benchmarks.run --suite quick --jobs 2 [--algos denoise_pg td3] [--seeds 3] [--dry-run] [-- zoo args]
+"""
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from huggingface_sb3 import EnvironmentName
+
+from benchmarks import RESULTS_DIR
+from benchmarks.suites import SUITES, EnvBudget, Suite, get_suite, select
+
+# The zoo training entry point: the project's, which registers denoise_pg and uses the project's hyperparams/<algo>.yml
+ZOO_TRAIN: tuple[str, ...] = ("-m", "sb3_denoise_pg.zoo", "train")
+MARKER = "benchmark_run.json"
+LOG_FILE = "train.log"
+STAGING = ".staging"
+# One torch/BLAS thread per process: runs are parallelised across processes, threads would only contend
+SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """
+    One training run of a suite.
+
+    :param algo: Zoo name of the algorithm
+    :param env: Environment and its budget
+    :param seed: Seed, also giving the zoo run id ``seed + 1``
+    """
+
+    algo: str
+    env: EnvBudget
+    seed: int
+
+    @property
+    def env_name(self) -> str:
+        """The zoo's folder name of the env id: ``sb3_denoise_pg/NoisyPendulum-v1`` -> ``sb3_denoise_pg-NoisyPendulum-v1``."""
+        return str(EnvironmentName(self.env.env_id))
+
+    def run_dir(self, log_root: Path) -> Path:
+        return log_root / self.algo / f"{self.env_name}_{self.seed + 1}"
+
+    def staging_dir(self, log_root: Path) -> Path:
+        return log_root / STAGING / f"{self.algo}-{self.env_name}-seed{self.seed}"
+
+    def __str__(self) -> str:
+        return f"{self.algo} {self.env.env_id} seed {self.seed}"
+
+
+def default_log_root(suite_name: str) -> Path:
+    return RESULTS_DIR / suite_name / "logs"
+
+
+def plan_runs(suite: Suite) -> list[RunSpec]:
+    """All runs of ``suite``, seed-major: every (env, algo) of seed 0 first."""
+    return [RunSpec(algo, env, seed) for seed in range(suite.n_seeds) for env in suite.envs for algo in suite.algos]
+
+
+def is_finished(run_dir: Path) -> bool:
+    return (run_dir / MARKER).is_file()
+
+
+def zoo_command(spec: RunSpec, log_folder: Path, device: str, zoo_args: tuple[str, ...] = ()) -> list[str]:
+    """
+    The zoo training command of ``spec``. No checkpoints, replay buffer or tensorboard logs are saved (zoo defaults,
+    made explicit), so that a run only writes small files besides the final and best model zips.
+
+    :param spec: The run
+    :param log_folder: The zoo's ``--log-folder``
+    :param device: Torch device
+    :param zoo_args: Extra zoo arguments, appended last so that they override ours
+    """
+    return [
+        sys.executable,
+        *ZOO_TRAIN,
+        *("--algo", spec.algo, "--env", spec.env.env_id, "--seed", str(spec.seed)),
+        *("-n", str(spec.env.n_timesteps), "--log-folder", str(log_folder)),
+        *("--eval-freq", str(spec.env.eval_freq), "--eval-episodes", str(spec.env.eval_episodes), "--n-eval-envs", "1"),
+        *("--num-threads", "1", "--device", device, "--vec-env", "dummy"),
+        *("--save-freq", "-1", "--tensorboard-log", "", "--log-interval", "10"),
+        *zoo_args,
+    ]
+
+
+def launch(command: list[str], log_file: Path) -> int:
+    """
+    Run ``command`` single-threaded, its stdout and stderr to ``log_file``.
+
+    :return: Its exit code
+    """
+    with open(log_file, "w") as log:
+        process = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **SINGLE_THREAD_ENV})
+    return process.returncode
+
+
+def _marker(spec: RunSpec, command: list[str], wall_time: float, run_dir: Path, jobs: int) -> dict:
+    evaluations = np.load(run_dir / "evaluations.npz")
+    return {
+        "algo": spec.algo,
+        "env_id": spec.env.env_id,
+        "seed": spec.seed,
+        "n_timesteps": spec.env.n_timesteps,
+        "eval_freq": spec.env.eval_freq,
+        "eval_episodes": spec.env.eval_episodes,
+        "wall_time_s": round(wall_time, 2),
+        # The wall time includes process start-up, env creation and evaluation (see eval_env_steps)
+        "env_steps_per_s": round(spec.env.n_timesteps / wall_time, 2),
+        "eval_env_steps": int(evaluations["ep_lengths"].sum()),
+        "command": shlex.join(command),
+        "jobs": jobs,
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def execute(spec: RunSpec, log_root: Path, device: str = "cpu", zoo_args: tuple[str, ...] = (), jobs: int = 1) -> dict | None:
+    """
+    Train ``spec`` unless it is finished, after removing what an unfinished attempt left.
+
+    :return: The run's marker (``None`` if it failed: its log stays in the staging folder until the next attempt)
+    """
+    run_dir = spec.run_dir(log_root)
+    if is_finished(run_dir):
+        return json.loads((run_dir / MARKER).read_text())
+    staging = spec.staging_dir(log_root)
+    for stale in (run_dir, staging):
+        shutil.rmtree(stale, ignore_errors=True)
+    staging.mkdir(parents=True)
+    command = zoo_command(spec, staging, device, zoo_args)
+    start = time.perf_counter()
+    returncode = launch(command, staging / LOG_FILE)
+    wall_time = time.perf_counter() - start
+    # Alone in its log folder, the zoo numbers the run 1
+    produced = staging / spec.algo / f"{spec.env_name}_1"
+    if returncode != 0 or not (produced / "evaluations.npz").is_file():
+        return None
+    (staging / LOG_FILE).replace(produced / LOG_FILE)
+    marker = _marker(spec, command, wall_time, produced, jobs)
+    (produced / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+    # The marker is in place before the rename, so a run folder without one was never completed
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    produced.replace(run_dir)
+    shutil.rmtree(staging)
+    return marker
+
+
+def run_suite(
+    suite: Suite, log_root: Path, jobs: int = 1, device: str = "cpu", zoo_args: tuple[str, ...] = (), dry_run: bool = False
+) -> list[RunSpec]:
+    """
+    Train every unfinished run of ``suite``, ``jobs`` at a time.
+
+    :return: The runs that failed
+    """
+    runs = plan_runs(suite)
+    todo = [spec for spec in runs if not is_finished(spec.run_dir(log_root))]
+    print(f"Suite {suite.name}: {len(runs)} runs, {len(runs) - len(todo)} finished, {len(todo)} to run in {log_root}")
+    if dry_run:
+        for spec in todo:
+            print(f"{spec}: {shlex.join(zoo_command(spec, spec.staging_dir(log_root), device, suite.zoo_args + zoo_args))}")
+        return []
+    (log_root / STAGING).mkdir(parents=True, exist_ok=True)
+    # Staging folders are transient (a failed run's log stays there until it is retried): never committed
+    (log_root / STAGING / ".gitignore").write_text("*\n")
+    failed = []
+    with ThreadPoolExecutor(max_workers=jobs) as executor:
+        futures = {executor.submit(execute, spec, log_root, device, suite.zoo_args + zoo_args, jobs): spec for spec in todo}
+        for done, future in enumerate(as_completed(futures), start=1):
+            spec, marker = futures[future], future.result()
+            if marker is None:
+                failed.append(spec)
+                print(f"[{done}/{len(todo)}] {spec}: FAILED, see {spec.staging_dir(log_root) / LOG_FILE}", flush=True)
+            else:
+                print(
+                    f"[{done}/{len(todo)}] {spec}: {marker['wall_time_s']:.0f} s, {marker['env_steps_per_s']:.1f} steps/s",
+                    flush=True,
+                )
+    return failed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", choices=list(SUITES), default="quick")
+    parser.add_argument("--algos", nargs="+", help="Algorithms (default: the suite's)")
+    parser.add_argument("--envs", nargs="+", help="Subset of the suite's env ids (default: all)")
+    parser.add_argument("--seeds", type=int, help="Number of seeds, 0 .. n-1 (default: the suite's)")
+    parser.add_argument("--jobs", type=int, default=1, help="Runs in parallel, one CPU core each")
+    parser.add_argument("--log-root", type=Path, help="Zoo log folder (default: benchmarks/results/<suite>/logs)")
+    parser.add_argument("--device", default="cpu", help="Torch device of the runs")
+    parser.add_argument("--dry-run", action="store_true", help="Print the commands of the unfinished runs and exit")
+    # Unknown arguments (after `--` or not) go to every zoo command, e.g. `-- --hyperparams learning_starts:1000`
+    args, zoo_args = parser.parse_known_args(argv)
+    zoo_args = [arg for arg in zoo_args if arg != "--"]
+    suite = select(get_suite(args.suite), args.algos, args.envs, args.seeds)
+    log_root = (args.log_root or default_log_root(suite.name)).resolve()
+    failed = run_suite(suite, log_root, args.jobs, args.device, tuple(zoo_args), args.dry_run)
+    if failed:
+        print(f"{len(failed)} runs failed: {', '.join(map(str, failed))}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

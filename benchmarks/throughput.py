@@ -1,0 +1,146 @@
+"""
+Training throughput (env-steps per second) of each algorithm at the same network, batch and update settings.
+
+Each measurement is a fresh subprocess with one torch thread, run one after another (never concurrently, so that
+they do not skew each other), interleaved across algorithms over the repeats so that a change of machine load hits
+them all alike. Only ``learn()`` after a warm-up is timed; the median over repeats is reported.
+
+    python -m benchmarks.throughput [--env Pendulum-v1] [--steps 3000] [--algos denoise_pg td3 sac] [--suite quick]
+"""
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from benchmarks import RESULTS_DIR, markdown_table
+
+ALGOS = {
+    "denoise_pg": "sb3_denoise_pg:DenoisePG",
+    "td3": "stable_baselines3:TD3",
+    "sac": "stable_baselines3:SAC",
+    "tqc": "sb3_contrib:TQC",
+    "crossq": "sb3_contrib:CrossQ",
+}
+# The same for all algorithms: one gradient step of batch 256 per env step, on [400, 300] networks
+SETTINGS: dict[str, Any] = dict(
+    batch_size=256, train_freq=1, gradient_steps=1, learning_starts=500, policy_kwargs=dict(net_arch=[400, 300])
+)
+SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def measure(algo: str, env_id: str, steps: int, warmup: int, seed: int = 0) -> float:
+    """
+    Time ``learn()`` of ``algo`` in this process.
+
+    :param algo: Key of ``ALGOS``
+    :param env_id: Gymnasium id
+    :param steps: Timed training steps (all with gradient updates)
+    :param warmup: Training steps with gradient updates before timing, after ``learning_starts``
+    :param seed: Seed of the model
+    :return: Training env-steps per second
+    """
+    import torch as th
+
+    import sb3_denoise_pg  # noqa: F401  (registers the project's env ids)
+
+    th.set_num_threads(1)
+    module, name = ALGOS[algo].split(":")
+    algo_class = getattr(importlib.import_module(module), name)
+    model = algo_class("MlpPolicy", env_id, seed=seed, device="cpu", **SETTINGS)
+    # Fills the buffer up to learning_starts and runs the first updates (allocations, lazy initialisations)
+    model.learn(SETTINGS["learning_starts"] + warmup)
+    start = time.perf_counter()
+    model.learn(steps, reset_num_timesteps=False)
+    return steps / (time.perf_counter() - start)
+
+
+def measure_in_subprocess(algo: str, env_id: str, steps: int, warmup: int) -> float:
+    """:func:`measure` in a fresh single-threaded Python process."""
+    command = [sys.executable, "-m", "benchmarks.throughput", "--worker", algo, "--env", env_id]
+    command += ["--steps", str(steps), "--warmup", str(warmup)]
+    process = subprocess.run(command, capture_output=True, text=True, check=True, env={**os.environ, **SINGLE_THREAD_ENV})
+    return float(process.stdout.strip().splitlines()[-1])
+
+
+def throughput_markdown(data: dict[str, Any]) -> str:
+    """
+    :param data: Content of ``throughput.json``
+    :return: Markdown table of steps per second per algorithm, with the ratio to TD3's
+    """
+    results = data["results"]
+    td3 = results.get("td3", {}).get("steps_per_s")
+    rows = [
+        [
+            algo,
+            f"{result['steps_per_s']:.1f}",
+            ", ".join(f"{value:.1f}" for value in result["runs"]),
+            f"{result['steps_per_s'] / td3:.2f}" if td3 else "n/a",
+        ]
+        for algo, result in results.items()
+    ]
+    caption = (
+        f"Training throughput on {data['env_id']}: median over {data['repeats']} runs of {data['steps']} timed steps, "
+        f"batch {SETTINGS['batch_size']}, net_arch {SETTINGS['policy_kwargs']['net_arch']}, "
+        "1 gradient step per env step, 1 torch thread, CPU."
+    )
+    return caption + "\n\n" + markdown_table(["Algorithm", "Steps/s", "Runs", "Ratio to TD3"], rows)
+
+
+def run_throughput(algos: list[str], env_id: str, steps: int, warmup: int, repeats: int) -> dict[str, Any]:
+    """
+    Measure every algorithm ``repeats`` times, one subprocess after another.
+
+    :return: The content of ``throughput.json``
+    """
+    runs: dict[str, list[float]] = {algo: [] for algo in algos}
+    for repeat in range(repeats):
+        for algo in algos:
+            runs[algo].append(measure_in_subprocess(algo, env_id, steps, warmup))
+            print(f"[{repeat + 1}/{repeats}] {algo}: {runs[algo][-1]:.1f} steps/s", flush=True)
+    return {
+        "env_id": env_id,
+        "steps": steps,
+        "warmup": warmup,
+        "repeats": repeats,
+        "settings": SETTINGS,
+        "results": {algo: {"steps_per_s": statistics.median(values), "runs": values} for algo, values in runs.items()},
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="Pendulum-v1")
+    parser.add_argument("--steps", type=int, default=3000, help="Timed training steps per run")
+    parser.add_argument("--warmup", type=int, default=200, help="Training steps after learning_starts before timing")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--algos", nargs="+", choices=list(ALGOS), default=["denoise_pg", "td3", "sac"])
+    parser.add_argument("--suite", help="Write to benchmarks/results/<suite>/ (default: benchmarks/results/throughput/)")
+    parser.add_argument("--output-dir", type=Path, help="Write here instead")
+    parser.add_argument("--worker", choices=list(ALGOS), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(measure(args.worker, args.env, args.steps, args.warmup))
+        return
+    data = run_throughput(args.algos, args.env, args.steps, args.warmup, args.repeats)
+    output_dir = args.output_dir or RESULTS_DIR / (args.suite or "throughput")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "throughput.json").write_text(json.dumps(data, indent=2) + "\n")
+    table = throughput_markdown(data)
+    (output_dir / "throughput.md").write_text(table + "\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

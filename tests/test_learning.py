@@ -1,0 +1,54 @@
+"""DenoisePG learns: SB3's identity task to its reward threshold, and a short Pendulum run improves."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from stable_baselines3.common.envs import IdentityEnvBox
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.noise import NormalActionNoise
+
+from sb3_denoise_pg import DenoisePG
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_identity_env_box_reaches_threshold(seed):
+    # SB3's test_identity settings for TD3 (eps=0.5, gamma 0.95, [64, 64], normal noise 0.1, threshold 90);
+    # DenoisePG gets 1000 steps where TD3 needs 400: its gradient only exists within ~sigma of the reward band
+    env = IdentityEnvBox(eps=0.5)
+    noise = NormalActionNoise(np.zeros(1), 0.1 * np.ones(1))
+    model = DenoisePG("MlpPolicy", env, gamma=0.95, policy_kwargs=dict(net_arch=[64, 64]), action_noise=noise, seed=seed)
+    model.learn(1000)
+    evaluate_policy(model, env, n_eval_episodes=20, reward_threshold=90, warn=False)
+
+
+def _mean_return(model: DenoisePG, n_episodes: int = 10) -> float:
+    """Deterministic return on fixed starting states, the same before and after training."""
+    env = gym.make("Pendulum-v1")
+    returns = []
+    for episode in range(n_episodes):
+        obs, _ = env.reset(seed=100 + episode)
+        done, total = False, 0.0
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(model.predict(obs, deterministic=True)[0])
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    return float(np.mean(returns))
+
+
+def test_pendulum_return_improves():
+    noise = NormalActionNoise(np.zeros(1), 0.1 * np.ones(1))
+    model = DenoisePG(
+        "MlpPolicy",
+        "Pendulum-v1",
+        gamma=0.98,
+        learning_starts=1000,
+        policy_kwargs=dict(net_arch=[64, 64]),
+        action_noise=noise,
+        seed=0,
+    )
+    before = _mean_return(model)
+    model.learn(10_000)
+    after = _mean_return(model)
+    # Measured (seed 0, 10 fixed episodes): -1357 -> -1063; seeds 1 and 2: -1296 -> -289, -1446 -> -1202
+    assert after > before + 150, (before, after)
