@@ -88,8 +88,10 @@ def zoo_command(spec: RunSpec, log_folder: Path, device: str, zoo_args: tuple[st
     :param spec: The run
     :param log_folder: The zoo's ``--log-folder``
     :param device: Torch device
-    :param zoo_args: Extra zoo arguments, appended last so that they override ours
+    :param zoo_args: Extra zoo arguments, appended last so that they override ours (a ``--hyperparams`` there
+        replaces the env's overrides)
     """
+    env_overrides = ("--hyperparams", *spec.env.hyperparams) if spec.env.hyperparams else ()
     return [
         sys.executable,
         *ZOO_TRAIN,
@@ -98,6 +100,7 @@ def zoo_command(spec: RunSpec, log_folder: Path, device: str, zoo_args: tuple[st
         *("--eval-freq", str(spec.env.eval_freq), "--eval-episodes", str(spec.env.eval_episodes), "--n-eval-envs", "1"),
         *("--num-threads", "1", "--device", device, "--vec-env", "dummy"),
         *("--save-freq", "-1", "--tensorboard-log", "", "--log-interval", "10"),
+        *env_overrides,
         *zoo_args,
     ]
 

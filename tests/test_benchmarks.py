@@ -72,6 +72,18 @@ def test_plan_is_seed_major():
     assert namespaced.run_dir(Path("logs")) == Path("logs/denoise_pg/sb3_denoise_pg-NoisyPendulum-v1_1")
 
 
+def test_env_overrides_reach_the_zoo_command():
+    """Every algorithm gets the env's overrides, and extra zoo arguments come last so that they win."""
+    suite = get_suite("quick")
+    inverted = suite.budget("InvertedPendulum-v5")
+    assert inverted.hyperparams == ("learning_starts:1000",)
+    for algo in suite.algos:
+        command = run.zoo_command(run.RunSpec(algo, inverted, 0), Path("logs"), "cpu", ("--hyperparams", "gamma:0.9"))
+        assert command[-4:] == ["--hyperparams", "learning_starts:1000", "--hyperparams", "gamma:0.9"]
+    plain = run.zoo_command(run.RunSpec("td3", suite.budget("Pendulum-v1"), 0), Path("logs"), "cpu")
+    assert "--hyperparams" not in plain
+
+
 class FakeZoo:
     """Stands for the zoo's training subprocess: writes the zoo's layout into --log-folder."""
 
