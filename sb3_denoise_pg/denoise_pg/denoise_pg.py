@@ -7,7 +7,7 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.base_class import maybe_make_env
-from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy, ContinuousCritic
@@ -26,6 +26,7 @@ from sb3_denoise_pg.common.estimator import (
     td_loss,
 )
 from sb3_denoise_pg.denoise_pg.policies import CnnPolicy, DenoisePGPolicy, Denoiser, MlpPolicy, MultiInputPolicy
+from sb3_denoise_pg.denoise_pg.pretraining import check_pretraining_data, collect_random_transitions
 
 SelfDenoisePG = TypeVar("SelfDenoisePG", bound="DenoisePG")
 Samples = ReplayBufferSamples | DictReplayBufferSamples
@@ -386,17 +387,65 @@ class DenoisePG(OffPolicyAlgorithm):
         stats["critic_loss"].append(self._checked("critic_loss", loss))
         self._step(self.critic.optimizer, loss)
 
-    def _update_denoiser(self, replay_data: Samples, stats: dict[str, list[float]]) -> None:
+    def _update_denoiser(self, replay_data: Samples, stats: dict[str, list[float]], reward_known: bool = True) -> None:
         actions, sigma = replay_data.actions, self.denoiser_sigma
         noisy_actions = actions + sigma * th.randn_like(actions)
         # Conditioning dropout: a fraction of the batch learns D(a~ | s) through the null outcome
         condition = th.rand(actions.shape[0], 1, device=actions.device) >= self.cond_dropout
         state_features, outcome = self.denoiser.encode(
-            replay_data.observations, replay_data.next_observations, replay_data.rewards, replay_data.dones
+            replay_data.observations, replay_data.next_observations, replay_data.rewards, replay_data.dones, reward_known
         )
         loss = denoising_loss(self.denoiser(noisy_actions, state_features, outcome, condition, sigma), actions, sigma)
         stats["denoiser_loss"].append(self._checked("denoiser_loss", loss))
         self._step(self.denoiser.optimizer, loss)
+
+    def pretrain_denoiser(
+        self: SelfDenoisePG,
+        data: ReplayBuffer | None = None,
+        gradient_steps: int = 1_000,
+        collect_steps: int = 0,
+        batch_size: int | None = None,
+        use_rewards: bool = False,
+    ) -> SelfDenoisePG:
+        """
+        Train the denoiser before any reward is seen (the seed post's second claim): by default the outcome's
+        reward slot is masked, so that ``D(a~ | s, s', done)`` and ``D(a~ | s)`` learn how actions move the world.
+        ``learn()`` then fine-tunes it with rewards. Neither the critic nor the actor is touched.
+
+        :param data: Transitions to learn from, a replay buffer of the model's spaces with actions scaled to
+            ``[-1, 1]`` (as SB3 stores them). ``None``: first collect ``collect_steps`` env-steps in the model's env
+            with uniformly random actions; they are not counted in ``num_timesteps`` nor added to the model's replay
+            buffer (their rewards were not seen).
+        :param gradient_steps: Denoiser updates
+        :param collect_steps: Random exploration steps when ``data`` is ``None``
+        :param batch_size: Minibatch size (default: the model's)
+        :param use_rewards: Condition on ``data``'s rewards instead of masking them
+        :return: This model
+        """
+        if not (isinstance(gradient_steps, (int, np.integer)) and gradient_steps >= 1):
+            raise ValueError(f"gradient_steps must be an integer >= 1, got {gradient_steps!r}")
+        if data is None:
+            data = self._collect_random(collect_steps)
+        elif collect_steps:
+            raise ValueError("collect_steps collects data in the model's env: give either data or collect_steps")
+        data = check_pretraining_data(data, self.observation_space, self.action_space)
+        self.policy.set_training_mode(True)
+        stats: dict[str, list[float]] = defaultdict(list)
+        for _ in range(gradient_steps):
+            self._update_denoiser(data.sample(batch_size or self.batch_size), stats, reward_known=use_rewards)
+        if self.verbose >= 1:
+            print(f"Pretrained the denoiser: {gradient_steps} steps, final loss {np.mean(stats['denoiser_loss'][-100:]):.4f}")
+        return self
+
+    def _collect_random(self, collect_steps: int) -> ReplayBuffer:
+        if self.env is None:
+            raise ValueError("pretrain_denoiser without data needs an env: create the model with one, or call set_env")
+        if not (isinstance(collect_steps, (int, np.integer)) and collect_steps >= 1):
+            raise ValueError(f"collect_steps must be an integer >= 1 when no data is given, got {collect_steps!r}")
+        buffer_class = DictReplayBuffer if isinstance(self.observation_space, spaces.Dict) else ReplayBuffer
+        buffer = buffer_class(collect_steps, self.observation_space, self.action_space, self.device, n_envs=self.n_envs)
+        collect_random_transitions(self.env, collect_steps, buffer, self.policy.scale_action)
+        return buffer
 
     def _update_actor(self, replay_data: Samples, td_targets: th.Tensor, stats: dict[str, list[float]]) -> Estimate:
         estimate = self.estimate(replay_data, td_targets)

@@ -26,7 +26,8 @@ def concat_observations(obs: PyTorchObs, next_obs: PyTorchObs) -> PyTorchObs:
 class Denoiser(BaseModel):
     """
     The denoiser ``D(a~, s, o)``: predicts the clean replay action ``a`` from ``a~ = a + sigma z``, given the
-    state ``s`` and, when ``condition`` is set, the transition's outcome ``o = (s', r, done)``. Without
+    state ``s`` and, when ``condition`` is set, the transition's outcome ``o = (s', r, done)`` (the reward slot
+    can be masked, with a flag saying so, for reward-free pretraining: ``o = (s', 0, done)``). Without
     the condition, a learned null outcome takes the outcome's place, so that one network gives both
     ``D(a~ | s, o)`` and ``D(a~ | s)`` (as in classifier-free guidance).
 
@@ -62,8 +63,8 @@ class Denoiser(BaseModel):
         self.features_dim = features_dim
         self.activation_fn = activation_fn
         action_dim = get_action_dim(self.action_space)
-        # outcome = (features(s'), r, done)
-        self.outcome_dim = features_dim + 2
+        # outcome = (features(s'), r, done, reward known)
+        self.outcome_dim = features_dim + 3
         self.null_outcome = nn.Parameter(th.zeros(self.outcome_dim))
         # inputs: a~, features(s), outcome or null, condition flag, sigma
         input_dim = action_dim + features_dim + self.outcome_dim + 2
@@ -82,17 +83,20 @@ class Denoiser(BaseModel):
         return data
 
     def encode(
-        self, obs: PyTorchObs, next_obs: PyTorchObs, rewards: th.Tensor, dones: th.Tensor
+        self, obs: PyTorchObs, next_obs: PyTorchObs, rewards: th.Tensor, dones: th.Tensor, reward_known: bool = True
     ) -> tuple[th.Tensor, th.Tensor]:
         """
         Features of the state and of the outcome, from one forward pass of the features extractor over
         ``s`` and ``s'`` together.
 
-        :return: state features ``(batch, features_dim)`` and outcome ``(batch, features_dim + 2)``
+        :param reward_known: When ``False`` the outcome's reward slot is masked (zero, with its flag off), so that
+            the denoiser conditions on ``(s', done)`` alone: reward-free pretraining
+        :return: state features ``(batch, features_dim)`` and outcome ``(batch, features_dim + 3)``
         """
         features = self.extract_features(concat_observations(obs, next_obs), self.features_extractor)
         state_features, next_state_features = features.chunk(2, dim=0)
-        return state_features, th.cat([next_state_features, rewards, dones], dim=1)
+        known = th.full_like(rewards, float(reward_known))
+        return state_features, th.cat([next_state_features, rewards * known, dones, known], dim=1)
 
     def forward(
         self,
@@ -105,7 +109,7 @@ class Denoiser(BaseModel):
         """
         :param noisy_actions: ``a~``, shape ``(n, action_dim)``
         :param state_features: From ``encode``, shape ``(n, features_dim)``
-        :param outcome: From ``encode``, shape ``(n, features_dim + 2)``
+        :param outcome: From ``encode``, shape ``(n, features_dim + 3)``
         :param condition: Boolean, shape ``(n, 1)``: whether row ``i`` sees its outcome or the null outcome
         :param sigma: Noise standard deviation that made ``a~``
         :return: The denoised action ``D``, shape ``(n, action_dim)``
