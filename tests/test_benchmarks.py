@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import report, run
+from benchmarks import ablation, report, run
 from benchmarks.suites import get_suite, select
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -152,3 +152,17 @@ def test_smoke_suite_end_to_end(tmp_path: Path, random_scores: Path):
     assert run.main(["--suite", "smoke", "--jobs", "2", "--log-root", str(tmp_path / "logs")]) == 0
     markdown = report.write_report("smoke", tmp_path / "logs", tmp_path, random_scores, reps=100)
     assert "missing" not in markdown
+
+
+def test_ablation_runs_variants_and_resumes(tmp_path: Path):
+    args = ["--variants", "default", "td3", "2 noise draws", "--seeds", "1", "--steps", "300", "--learning-starts", "100"]
+    args += ["--eval-freq", "100", "--eval-episodes", "1", "--jobs", "1", "--output", str(tmp_path)]
+    ablation.main(args)
+    run = json.loads((tmp_path / "runs" / "2_noise_draws_0.json").read_text())
+    assert run["overrides"] == {"n_noise_samples": 2} and run["timesteps"] == [100, 200, 300]
+    table = (tmp_path / "results.md").read_text()
+    assert "| td3 | TD3 |" in table and (tmp_path / "learning_curves.png").is_file()
+    # Finished runs are read back, not redone
+    mtime = (tmp_path / "runs" / "td3_0.json").stat().st_mtime
+    ablation.main(args)
+    assert (tmp_path / "runs" / "td3_0.json").stat().st_mtime == mtime

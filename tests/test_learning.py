@@ -37,18 +37,22 @@ def _mean_return(model: DenoisePG, n_episodes: int = 10) -> float:
 
 
 def test_pendulum_return_improves():
+    # The zoo's TD3 settings for Pendulum-v1 with [64, 64] networks; 5000 random steps first give the denoiser and the
+    # critic a broad view of the action space before the actor moves (with learning_starts=1000 and 10k steps, most
+    # seeds had not learned yet)
     noise = NormalActionNoise(np.zeros(1), 0.1 * np.ones(1))
     model = DenoisePG(
         "MlpPolicy",
         "Pendulum-v1",
         gamma=0.98,
-        learning_starts=1000,
+        learning_starts=5000,
         policy_kwargs=dict(net_arch=[64, 64]),
         action_noise=noise,
         seed=0,
     )
     before = _mean_return(model)
-    model.learn(10_000)
+    model.learn(15_000)
     after = _mean_return(model)
-    # Measured (seed 0, 10 fixed episodes): -1357 -> -1063; seeds 1 and 2: -1296 -> -289, -1446 -> -1202
+    # Measured (10 fixed episodes, before -> after): seed 0 -1357 -> -168; seeds 1, 2, 3: -1296 -> -166,
+    # -1446 -> -174, -1308 -> -214
     assert after > before + 150, (before, after)

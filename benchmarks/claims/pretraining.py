@@ -17,26 +17,24 @@ Writes ``benchmarks/claims/results/pretraining/`` (runs) and ``pretraining.{md,p
 """
 
 import argparse
+import functools
 import json
 import sys
-import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks import markdown_table
+from benchmarks.variants import learn_with_evaluations, plot_mean_curve, run_plan
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VARIANTS = ("scratch", "pretrained")
 
 
-def run_one(env_id: str, variant: str, seed: int, args: argparse.Namespace, path: Path) -> dict:
+def run_one(args: argparse.Namespace, env_id: str, variant: str, seed: int, path: Path) -> dict:
     import gymnasium as gym
     import torch as th
-    from stable_baselines3.common.callbacks import EvalCallback
-    from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.noise import NormalActionNoise
 
     from sb3_denoise_pg import DenoisePG
@@ -59,19 +57,14 @@ def run_one(env_id: str, variant: str, seed: int, args: argparse.Namespace, path
     if variant == "pretrained":
         model.pretrain_denoiser(collect_steps=args.collect, gradient_steps=args.pretrain_steps)
         offset = args.collect
-    eval_env = Monitor(gym.make(env_id))
-    eval_env.reset(seed=seed + 1000)
-    with tempfile.TemporaryDirectory() as log_path:  # EvalCallback keeps its history only when it has a log path
-        callback = EvalCallback(
-            eval_env, n_eval_episodes=args.eval_episodes, eval_freq=args.eval_freq, log_path=log_path, verbose=0
-        )
-        model.learn(args.steps - offset, callback=callback)
+    curves = learn_with_evaluations(
+        model, env_id, args.steps - offset, args.eval_freq, args.eval_episodes, seed + 1000, offset
+    )
     result = {
         "env_id": env_id,
         "variant": variant,
         "seed": seed,
-        "timesteps": [int(t) + offset for t in callback.evaluations_timesteps],
-        "returns": [float(np.mean(r)) for r in callback.evaluations_results],
+        **curves,
         "wall_time_s": round(time.perf_counter() - start, 1),
     }
     path.write_text(json.dumps(result) + "\n")
@@ -96,12 +89,7 @@ def report(results: list[dict], output: Path, command: str) -> str:
             runs = [r for r in results if r["env_id"] == env_id and r["variant"] == variant]
             if not runs:
                 continue
-            length = min(len(r["returns"]) for r in runs)
-            returns = np.array([r["returns"][:length] for r in runs])
-            steps = runs[0]["timesteps"][:length]
-            mean, sem = returns.mean(0), returns.std(0, ddof=1) / np.sqrt(len(runs)) if len(runs) > 1 else 0 * returns[0]
-            ax.plot(steps, mean, label=f"{variant} ({len(runs)} seeds)")
-            ax.fill_between(steps, mean - 1.96 * sem, mean + 1.96 * sem, alpha=0.2)
+            returns = plot_mean_curve(ax, runs, variant)
             final = returns[:, -1]
             # Area under the curve: the mean evaluation return over the whole run, sensitive to speed of learning
             rows.append([env_id, variant, len(runs), f"{final.mean():.1f} +/- {final.std():.1f}", f"{returns.mean():.1f}"])
@@ -133,14 +121,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     (args.output / "pretraining").mkdir(parents=True, exist_ok=True)
     plan = [(env_id, variant, seed) for seed in range(args.seeds) for env_id in args.envs for variant in VARIANTS]
-    todo = [spec for spec in plan if not run_path(args.output, *spec).is_file()]
-    print(f"{len(plan)} runs, {len(plan) - len(todo)} finished", flush=True)
-    with ProcessPoolExecutor(args.jobs) as pool:
-        futures = [pool.submit(run_one, *spec, args, run_path(args.output, *spec)) for spec in todo]
-        for future in futures:
-            result = future.result()
-            print(f"{result['env_id']} {result['variant']} seed {result['seed']}: {result['returns'][-1]:.1f}", flush=True)
-    results = [json.loads(run_path(args.output, *spec).read_text()) for spec in plan]
+    results = run_plan(
+        plan,
+        functools.partial(run_one, args),
+        functools.partial(run_path, args.output),
+        args.jobs,
+        lambda r: f"{r['env_id']} {r['variant']} seed {r['seed']}: {r['returns'][-1]:.1f}",
+    )
     print(report(results, args.output, " ".join(["python -m benchmarks.claims.pretraining", *argv])))
 
 

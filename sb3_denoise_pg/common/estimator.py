@@ -89,20 +89,24 @@ def normalize_by_rms(gradient: th.Tensor, eps: float = 1e-8) -> th.Tensor:
     return gradient / (gradient.pow(2).mean().sqrt() + eps)
 
 
-def kernel_weights(replay_actions: th.Tensor, policy_actions: th.Tensor, width: float) -> th.Tensor:
+def kernel_weights(noisy_actions: th.Tensor, policy_actions: th.Tensor, width: float) -> th.Tensor:
     """
-    Weights that localise the actor update around the current policy's actions: ``G_hat_i`` is a gradient at
-    the replay action ``a_i`` of an older policy, a good stand-in for ``grad_a Q`` at ``mu_theta(s_i)`` only when
-    ``a_i`` is near it. ``w_i`` is proportional to ``exp(-mean_j (a_ij - mu_ij)^2 / (2 width^2))``, normalised to
-    sum to 1 over the batch (a softmax, stable however far the actor has moved).
+    Weights that localise the actor update around the current policy's actions: ``G_hat`` of a draw is a gradient
+    at its noised action ``a~``, taken from an older policy's transition, a good stand-in for ``grad_a Q`` at
+    ``mu_theta(s)`` only when ``a~`` is near it. ``w`` is proportional to ``exp(-mean_j (a~_j - mu_j)^2 / (2 width^2))``,
+    normalised to sum to 1 over the rows (a softmax, stable however far the actor has moved).
 
-    :param replay_actions: Shape ``(batch, action_dim)``
-    :param policy_actions: ``mu_theta(s)``, shape ``(batch, action_dim)``; never differentiated
+    The weights must depend on ``(s, a~)`` only: any function of ``(s, a~)`` times the estimate keeps its
+    expectation given ``(s, a~)`` (ESTIMATOR.md, eq. 5), while a weight on the clean replay action ``a`` correlates
+    with the score difference ``D(a~|s,o) - D(a~|s)`` and biases it.
+
+    :param noisy_actions: The draws' ``a~``, shape ``(rows, action_dim)``
+    :param policy_actions: ``mu_theta(s)`` of each row, shape ``(rows, action_dim)``; never differentiated
     :param width: Kernel width per action dimension, in the scaled action space
-    :return: Shape ``(batch,)``, summing to 1
+    :return: Shape ``(rows,)``, summing to 1
     """
-    _check_same_shape(replay_actions=replay_actions, policy_actions=policy_actions)
-    squared_distance = (replay_actions - policy_actions.detach()).pow(2).mean(dim=1)
+    _check_same_shape(noisy_actions=noisy_actions, policy_actions=policy_actions)
+    squared_distance = (noisy_actions - policy_actions.detach()).pow(2).mean(dim=1)
     return th.softmax(-squared_distance / (2 * width**2), dim=0)
 
 

@@ -1,0 +1,153 @@
+"""
+Ablation of DenoisePG's estimator levers on Pendulum-v1, with TD3 at the same settings in the same run.
+
+Each variant changes one setting of DenoisePG's defaults. All runs share the zoo's TD3 settings for Pendulum-v1
+(gamma 0.98, normal action noise 0.1, learning rate 1e-3, batch 256, buffer 200k) with ``learning_starts=5000``
+(uniformly random actions), 15k steps and ``[64, 64]`` networks, so that two seeds of every variant fit in about an
+hour on 2 cores. Deterministic evaluation on ``--eval-episodes`` episodes every ``--eval-freq`` steps, the same
+start states for every variant of a seed. Each run is a process with one torch thread; finished runs (one JSON
+each) are not redone.
+
+    python -m benchmarks.ablation [--variants default td3 ...] [--seeds 2] [--steps 15000] [--jobs 2]
+
+Writes ``benchmarks/results/ablation/`` (runs, ``results.md``, ``learning_curves.png``).
+"""
+
+import argparse
+import functools
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks import RESULTS_DIR, markdown_table
+from benchmarks.variants import learn_with_evaluations, plot_mean_curve, run_plan
+
+ENV_ID = "Pendulum-v1"
+# Variant name -> DenoisePG constructor overrides; "td3" is stable-baselines3's TD3 at the same settings
+VARIANTS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "td3": {},
+    "2 noise draws": {"n_noise_samples": 2},
+    "no antithetic pairs": {"antithetic": False},
+    "sigma 0.05": {"denoiser_sigma": 0.05},
+    "sigma 0.2": {"denoiser_sigma": 0.2},
+    "baseline at clean a": {"baseline_action": "clean"},
+    "baseline min of twin critics": {"baseline_reduction": "min"},
+    "no per-batch normalisation": {"normalize_action_gradient": False},
+    "no kernel localisation": {"actor_kernel_width": None},
+    "no advantage centring": {"center_advantages": False},
+}
+
+
+def make_model(variant: str, seed: int, learning_starts: int, net_arch: list[int]) -> Any:
+    """The model of one run: shared settings, plus the variant's overrides."""
+    from stable_baselines3 import TD3
+    from stable_baselines3.common.noise import NormalActionNoise
+
+    from sb3_denoise_pg import DenoisePG
+
+    settings = dict(
+        gamma=0.98,
+        buffer_size=200_000,
+        learning_starts=learning_starts,
+        action_noise=NormalActionNoise(np.zeros(1), 0.1 * np.ones(1)),
+        policy_kwargs=dict(net_arch=net_arch),
+        seed=seed,
+        device="cpu",
+    )
+    if variant == "td3":
+        return TD3("MlpPolicy", ENV_ID, **settings)
+    return DenoisePG("MlpPolicy", ENV_ID, **settings, **VARIANTS[variant])
+
+
+def run_one(args: argparse.Namespace, variant: str, seed: int, path: Path) -> dict:
+    import torch as th
+
+    th.set_num_threads(1)
+    start = time.perf_counter()
+    model = make_model(variant, seed, args.learning_starts, args.net_arch)
+    curves = learn_with_evaluations(model, ENV_ID, args.steps, args.eval_freq, args.eval_episodes, seed + 1000)
+    result = {
+        "variant": variant,
+        "overrides": VARIANTS[variant],
+        "seed": seed,
+        **curves,
+        "wall_time_s": round(time.perf_counter() - start, 1),
+    }
+    path.write_text(json.dumps(result) + "\n")
+    return result
+
+
+def run_path(output: Path, variant: str, seed: int) -> Path:
+    return output / "runs" / f"{variant.replace(' ', '_')}_{seed}.json"
+
+
+def report(results: list[dict], output: Path, command: str) -> str:
+    """Write the table (final and mean return per variant) and the learning curves; return the table."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 5))
+    rows = []
+    for variant in dict.fromkeys(r["variant"] for r in results):
+        runs = [r for r in results if r["variant"] == variant]
+        returns = plot_mean_curve(ax, runs, variant)
+        final = returns[:, -1]
+        overrides = "TD3" if variant == "td3" else ", ".join(f"{k}={v}" for k, v in runs[0]["overrides"].items())
+        rows.append(
+            [
+                variant,
+                overrides or "(defaults)",
+                ", ".join(f"{value:.0f}" for value in final),
+                f"{final.mean():.1f}",
+                # The mean evaluation return over the run: sensitive to the speed of learning
+                f"{returns.mean():.1f}",
+                f"{np.mean([r['wall_time_s'] for r in runs]):.0f}",
+            ]
+        )
+    ax.set_title(f"{ENV_ID}: DenoisePG ablation")
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("deterministic evaluation return")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(output / "learning_curves.png", dpi=120)
+    headers = ["variant", "change", "final return per seed", "final mean", "mean over run", "wall time (s)"]
+    table = markdown_table(headers, rows)
+    (output / "results.md").write_text(f"`{command}`\n\n{table}\n")
+    return table
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=15_000)
+    parser.add_argument("--learning-starts", type=int, default=5_000)
+    parser.add_argument("--eval-freq", type=int, default=2_500)
+    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--net-arch", type=int, nargs="+", default=[64, 64])
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--output", type=Path, default=RESULTS_DIR / "ablation")
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(argv)
+    (args.output / "runs").mkdir(parents=True, exist_ok=True)
+    plan = [(variant, seed) for seed in range(args.seeds) for variant in args.variants]
+    results = run_plan(
+        plan,
+        functools.partial(run_one, args),
+        functools.partial(run_path, args.output),
+        args.jobs,
+        lambda r: f"{r['variant']} seed {r['seed']}: {r['returns'][-1]:.1f} ({r['wall_time_s']:.0f} s)",
+    )
+    print(report(results, args.output, " ".join(["python -m benchmarks.ablation", *argv])))
+
+
+if __name__ == "__main__":
+    main()
