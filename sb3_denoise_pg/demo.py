@@ -1,6 +1,6 @@
 """
 Train DenoisePG on Pendulum-v1 with a progress bar and print its deterministic evaluation return:
-``python -m sb3_denoise_pg.demo [--steps 20000] [--seed 0]``.
+``python -m sb3_denoise_pg.demo [--steps 15000] [--seed 0]``.
 """
 
 import argparse
@@ -18,7 +18,7 @@ from sb3_denoise_pg import DenoisePG
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="Pendulum-v1")
-    parser.add_argument("--steps", type=int, default=20_000, help="training env steps")
+    parser.add_argument("--steps", type=int, default=15_000, help="training env steps")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-episodes", type=int, default=10)
     args = parser.parse_args()
@@ -26,15 +26,16 @@ def main() -> None:
     th.set_num_threads(1)  # small networks: more threads only add overhead
     env = gym.make(args.env)
     n_actions = env.action_space.shape[0]
-    # The zoo's TD3 settings for Pendulum-v1, with an earlier start of learning
+    # The settings of benchmarks/results/ablation: the zoo's TD3 settings for Pendulum-v1, 5000 random steps first
+    # and small networks (with the defaults there, 5 seeds ended between -159 and -111)
     model = DenoisePG(
         "MlpPolicy",
         env,
         gamma=0.98,
         buffer_size=200_000,
-        learning_starts=1000,
+        learning_starts=5000,
         action_noise=NormalActionNoise(np.zeros(n_actions), 0.1 * np.ones(n_actions)),
-        policy_kwargs=dict(net_arch=[400, 300]),
+        policy_kwargs=dict(net_arch=[64, 64]),
         seed=args.seed,
     )
     model.learn(args.steps, progress_bar=True)

@@ -155,7 +155,7 @@ def test_smoke_suite_end_to_end(tmp_path: Path, random_scores: Path):
 
 
 def test_ablation_runs_variants_and_resumes(tmp_path: Path):
-    args = ["--variants", "default", "td3", "2 noise draws", "--seeds", "1", "--steps", "300", "--learning-starts", "100"]
+    args = ["--variants", "base", "td3", "2 noise draws", "--seeds", "1", "--steps", "300", "--learning-starts", "100"]
     args += ["--eval-freq", "100", "--eval-episodes", "1", "--jobs", "1", "--output", str(tmp_path)]
     ablation.main(args)
     run = json.loads((tmp_path / "runs" / "2_noise_draws_0.json").read_text())

@@ -110,7 +110,7 @@ def test_train_log_layout(trained):
     assert list(evaluations["timesteps"]) == [150, 300]
     config = dict(yaml.unsafe_load((run_dir / "sb3_denoise_pg-NoisyPendulum-v1" / "config.yml").read_text()))
     # The project's denoise_pg.yml was used, with the command line's overrides
-    assert config["denoiser_sigma"] == 0.1 and config["gamma"] == 0.98 and config["learning_starts"] == 100
+    assert config["denoiser_sigma"] == 0.2 and config["gamma"] == 0.98 and config["learning_starts"] == 100
 
 
 def test_enjoy_loads_without_replay_buffer(trained):

@@ -153,7 +153,7 @@ class DenoisePG(OffPolicyAlgorithm):
         policy_delay: int = 2,
         target_policy_noise: float = 0.2,
         target_noise_clip: float = 0.5,
-        denoiser_sigma: float = 0.1,
+        denoiser_sigma: float = 0.2,
         n_noise_samples: int = 8,
         antithetic: bool = True,
         cond_dropout: float = 0.5,
