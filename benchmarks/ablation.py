@@ -5,9 +5,9 @@ Each variant changes one setting of a base, DenoisePG's defaults with ``denoiser
 table was measured; ``0.2`` won it and is the default now). All runs share the zoo's TD3 settings for Pendulum-v1
 (gamma 0.98, normal action noise 0.1, learning rate 1e-3, batch 256, buffer 200k) with ``learning_starts=5000``
 (uniformly random actions), 15k steps and ``[64, 64]`` networks, so that 5 seeds of every variant (55 runs of about
-50 s) fit in about 25 minutes on 2 cores. Deterministic evaluation on ``--eval-episodes`` episodes every ``--eval-freq`` steps, the same
-start states for every variant of a seed. Each run is a process with one torch thread; finished runs (one JSON
-each) are not redone.
+50 s) fit in about 25 minutes on 2 cores. Deterministic evaluation on ``--eval-episodes`` episodes every
+``--eval-freq`` steps, the same start states for every variant of a seed. Each run is a process with one torch
+thread; finished runs (one JSON each) are not redone.
 
     python -m benchmarks.ablation [--variants base td3 ...] [--seeds 5] [--steps 15000] [--jobs 2]
 
