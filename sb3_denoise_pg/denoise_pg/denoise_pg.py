@@ -329,7 +329,7 @@ class DenoisePG(OffPolicyAlgorithm):
             )
             # Trap 1: the baseline is evaluated where the gradient is taken, at a~. Any function of (s, a~) keeps
             # the estimate unbiased, so a~ is clipped to the action box: the critic never saw actions beyond it,
-            # and its extrapolation there, multiplied by the score difference, pushed the actor into the bounds
+            # and its extrapolation there would only add variance
             baseline_actions = (
                 noisy_actions.clamp(-1.0, 1.0) if self.baseline_action == "noised" else actions.expand_as(noisy_actions)
             )
