@@ -4,6 +4,7 @@ ablation (``benchmarks.ablation``) and the pretraining claim (``benchmarks.claim
 """
 
 import json
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -14,6 +15,17 @@ import numpy as np
 Spec = tuple[Any, ...]
 
 
+def _run_and_save(worker: Callable[..., dict], spec: Spec, path: Path) -> dict:
+    """In a worker process: one torch thread, ``worker(*spec)``, its wall time added, saved as JSON to ``path``."""
+    import torch as th
+
+    th.set_num_threads(1)
+    start = time.perf_counter()
+    result = {**worker(*spec), "wall_time_s": round(time.perf_counter() - start, 1)}
+    path.write_text(json.dumps(result) + "\n")
+    return result
+
+
 def run_plan(
     plan: Sequence[Spec],
     worker: Callable[..., dict],
@@ -22,20 +34,21 @@ def run_plan(
     describe: Callable[[dict], str],
 ) -> list[dict]:
     """
-    Run every spec of ``plan`` whose result file is missing, ``jobs`` processes at a time, and load all results.
+    Run every spec of ``plan`` whose result file is missing, ``jobs`` single-threaded processes at a time, save each
+    result (with its ``wall_time_s``) as JSON, and load all results.
 
     :param plan: Argument tuples of ``worker``, one per run
-    :param worker: ``worker(*spec, path)`` trains, writes its result as JSON to ``path`` and returns it; a module
-        level function (it is pickled into the worker processes)
+    :param worker: ``worker(*spec)`` trains and returns the run's result, a JSON-serialisable dict; a module level
+        function (it is pickled into the worker processes)
     :param path_of: ``path_of(*spec)``: where the run's result lives; finished runs are not redone
-    :param jobs: Parallel processes (each should use one torch thread)
+    :param jobs: Parallel processes
     :param describe: One line about a finished run's result, printed as it finishes
     :return: The results of the whole plan, in its order
     """
     todo = [spec for spec in plan if not path_of(*spec).is_file()]
     print(f"{len(plan)} runs, {len(plan) - len(todo)} finished", flush=True)
     with ProcessPoolExecutor(jobs) as pool:
-        futures = [pool.submit(worker, *spec, path_of(*spec)) for spec in todo]
+        futures = [pool.submit(_run_and_save, worker, spec, path_of(*spec)) for spec in todo]
         for future in futures:
             print(describe(future.result()), flush=True)
     return [json.loads(path_of(*spec).read_text()) for spec in plan]

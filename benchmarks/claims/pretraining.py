@@ -18,9 +18,7 @@ Writes ``benchmarks/claims/results/pretraining/`` (runs) and ``pretraining.{md,p
 
 import argparse
 import functools
-import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -32,15 +30,12 @@ RESULTS = Path(__file__).resolve().parent / "results"
 VARIANTS = ("scratch", "pretrained")
 
 
-def run_one(args: argparse.Namespace, env_id: str, variant: str, seed: int, path: Path) -> dict:
+def run_one(args: argparse.Namespace, env_id: str, variant: str, seed: int) -> dict:
     import gymnasium as gym
-    import torch as th
     from stable_baselines3.common.noise import NormalActionNoise
 
     from sb3_denoise_pg import DenoisePG
 
-    th.set_num_threads(1)
-    start = time.perf_counter()
     env = gym.make(env_id)
     n_actions = env.action_space.shape[0]
     model = DenoisePG(
@@ -60,15 +55,7 @@ def run_one(args: argparse.Namespace, env_id: str, variant: str, seed: int, path
     curves = learn_with_evaluations(
         model, env_id, args.steps - offset, args.eval_freq, args.eval_episodes, seed + 1000, offset
     )
-    result = {
-        "env_id": env_id,
-        "variant": variant,
-        "seed": seed,
-        **curves,
-        "wall_time_s": round(time.perf_counter() - start, 1),
-    }
-    path.write_text(json.dumps(result) + "\n")
-    return result
+    return {"env_id": env_id, "variant": variant, "seed": seed, **curves}
 
 
 def run_path(output: Path, env_id: str, variant: str, seed: int) -> Path:
