@@ -16,6 +16,7 @@ Writes ``benchmarks/results/ablation/`` (runs, ``results.md``, ``learning_curves
 
 import argparse
 import functools
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "no per-batch normalisation": {"normalize_action_gradient": False},
     "no kernel localisation": {"actor_kernel_width": None},
     "no advantage centring": {"center_advantages": False},
+    # Second round, from today's defaults (sigma 0.2): the levers the first round did not cover
+    "sigma 0.4": {"denoiser_sigma": 0.4},
+    "sigma 0.2, 4 noise draws": {"denoiser_sigma": 0.2, "n_noise_samples": 4},
+    "sigma 0.2, regression head": {"denoiser_sigma": 0.2, "actor_gradient": "regression"},
+    "sigma 0.2, actor batch from last 2500": {"denoiser_sigma": 0.2, "actor_batch_window": 2500},
+    "sigma 0.2, outcome without reward": {"denoiser_sigma": 0.2, "condition_on_reward": False},
 }
 
 
@@ -73,7 +80,7 @@ def run_one(args: argparse.Namespace, variant: str, seed: int) -> dict:
 
 
 def run_path(output: Path, variant: str, seed: int) -> Path:
-    return output / "runs" / f"{variant.replace(' ', '_')}_{seed}.json"
+    return output / "runs" / f"{re.sub(r'[^A-Za-z0-9.-]+', '_', variant)}_{seed}.json"
 
 
 def report(results: list[dict], output: Path, command: str) -> str:

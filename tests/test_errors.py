@@ -53,6 +53,9 @@ def test_unbounded_box():
         (dict(policy_delay=0), r"policy_delay must be an integer >= 1"),
         (dict(baseline_reduction="max"), "baseline_reduction must be 'mean' or 'min'"),
         (dict(baseline_action="a"), "baseline_action must be 'noised' or 'clean'"),
+        (dict(actor_gradient="critic"), "actor_gradient must be 'direct' or 'regression'"),
+        (dict(actor_batch_window=0), r"actor_batch_window must be None or an integer >= 1"),
+        (dict(actor_batch_window=10.5), r"actor_batch_window must be None or an integer >= 1"),
     ],
 )
 def test_bad_hyperparameters(kwargs, message):

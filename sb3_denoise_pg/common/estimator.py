@@ -144,6 +144,19 @@ def denoising_loss(denoised: th.Tensor, clean_actions: th.Tensor, sigma: float) 
     return F.mse_loss(denoised, clean_actions) / sigma**2
 
 
+def gradient_regression_loss(predicted: th.Tensor, estimates: th.Tensor) -> th.Tensor:
+    """
+    Loss of the regression head ``G_omega``: the MSE to the estimates, minimised by ``E[G_hat | s, a~]``, which is
+    ``grad_a Q`` smoothed by the noise (ESTIMATOR.md, eq. 5 and "From the estimate to the actor").
+
+    :param predicted: ``G_omega(s, a~)``, any shape
+    :param estimates: ``G_hat`` at the same ``(s, a~)``, same shape; never differentiated
+    :return: Scalar loss
+    """
+    _check_same_shape(predicted=predicted, estimates=estimates)
+    return F.mse_loss(predicted, estimates.detach())
+
+
 def td_loss(current_q_values: tuple[th.Tensor, ...], td_targets: th.Tensor) -> th.Tensor:
     """
     Sum over the critics of the MSE to the TD target (clipped double-Q, as TD3).

@@ -13,6 +13,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy, ContinuousCritic
 from stable_baselines3.common.type_aliases import DictReplayBufferSamples, GymEnv, MaybeCallback, ReplayBufferSamples, Schedule
 from stable_baselines3.common.utils import get_parameters_by_name, polyak_update
+from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
 from stable_baselines3.td3.policies import Actor
 
 from sb3_denoise_pg.common.estimator import (
@@ -20,12 +21,20 @@ from sb3_denoise_pg.common.estimator import (
     antithetic_normal,
     cosine_similarity,
     denoising_loss,
+    gradient_regression_loss,
     kernel_weights,
     normalize_by_rms,
     score_difference_gradient,
     td_loss,
 )
-from sb3_denoise_pg.denoise_pg.policies import CnnPolicy, DenoisePGPolicy, Denoiser, MlpPolicy, MultiInputPolicy
+from sb3_denoise_pg.denoise_pg.policies import (
+    CnnPolicy,
+    DenoisePGPolicy,
+    Denoiser,
+    GradientHead,
+    MlpPolicy,
+    MultiInputPolicy,
+)
 from sb3_denoise_pg.denoise_pg.pretraining import check_pretraining_data, collect_random_transitions
 
 SelfDenoisePG = TypeVar("SelfDenoisePG", bound="DenoisePG")
@@ -109,7 +118,16 @@ class DenoisePG(OffPolicyAlgorithm):
         error into a common push on every action)
     :param actor_kernel_width: Width (per action dimension, scaled space) of the Gaussian kernel that weights each
         draw's ``G_hat`` in the actor update by how close its noised action ``a~`` is to the current policy's
-        action: ``G_hat`` is a gradient at an old action. ``None`` gives the plain average (the "direct" form).
+        action: ``G_hat`` is a gradient at an old action. ``None`` gives the plain average. Only for
+        ``actor_gradient="direct"``.
+    :param actor_gradient: What the actor follows: ``"direct"``, the (kernel-weighted) estimates of its batch, or
+        ``"regression"``, a head ``G_omega(s, a)`` regressed on the estimates at their ``(s, a~)`` and evaluated
+        at ``mu_theta(s)`` (ESTIMATOR.md, "From the estimate to the actor")
+    :param actor_batch_window: When set, the actor's batch is drawn from the ``actor_batch_window`` most recent
+        transitions instead of the whole buffer (recency-weighted: fresher actions are nearer the current policy).
+        Not with ``HerReplayBuffer``.
+    :param condition_on_reward: Whether the denoiser's outcome includes the reward; ``False`` conditions on
+        ``(s', done)`` only
     :param stats_window_size: Window size for the rollout logging
     :param tensorboard_log: The log location for tensorboard (if None, no logging)
     :param policy_kwargs: Additional arguments to be passed to the policy on creation
@@ -132,6 +150,7 @@ class DenoisePG(OffPolicyAlgorithm):
     critic: ContinuousCritic
     critic_target: ContinuousCritic
     denoiser: Denoiser
+    gradient_head: GradientHead | None
 
     def __init__(
         self,
@@ -162,6 +181,9 @@ class DenoisePG(OffPolicyAlgorithm):
         baseline_action: str = "noised",
         center_advantages: bool = True,
         actor_kernel_width: float | None = 0.2,
+        actor_gradient: str = "direct",
+        actor_batch_window: int | None = None,
+        condition_on_reward: bool = True,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -178,6 +200,8 @@ class DenoisePG(OffPolicyAlgorithm):
             baseline_reduction,
             baseline_action,
             actor_kernel_width,
+            actor_gradient,
+            actor_batch_window,
         )
         # Made here (the parent would make it too) so that a wrong action space fails with a clear error
         env = maybe_make_env(env, verbose)
@@ -222,6 +246,9 @@ class DenoisePG(OffPolicyAlgorithm):
         self.baseline_action = baseline_action
         self.center_advantages = center_advantages
         self.actor_kernel_width = actor_kernel_width
+        self.actor_gradient = actor_gradient
+        self.actor_batch_window = actor_batch_window
+        self.condition_on_reward = condition_on_reward
 
         if _init_setup_model:
             self._setup_model()
@@ -235,6 +262,8 @@ class DenoisePG(OffPolicyAlgorithm):
         baseline_reduction: str,
         baseline_action: str,
         actor_kernel_width: float | None,
+        actor_gradient: str,
+        actor_batch_window: int | None,
     ) -> None:
         if not (isinstance(denoiser_sigma, (int, float)) and math.isfinite(denoiser_sigma) and denoiser_sigma > 0):
             raise ValueError(f"denoiser_sigma must be a finite number > 0, got {denoiser_sigma!r}")
@@ -254,6 +283,12 @@ class DenoisePG(OffPolicyAlgorithm):
             raise ValueError(f"actor_kernel_width must be None or a finite number > 0, got {actor_kernel_width!r}")
         if baseline_action not in ("noised", "clean"):
             raise ValueError(f"baseline_action must be 'noised' or 'clean', got {baseline_action!r}")
+        if actor_gradient not in ("direct", "regression"):
+            raise ValueError(f"actor_gradient must be 'direct' or 'regression', got {actor_gradient!r}")
+        if actor_batch_window is not None and not (
+            isinstance(actor_batch_window, (int, np.integer)) and actor_batch_window >= 1
+        ):
+            raise ValueError(f"actor_batch_window must be None or an integer >= 1, got {actor_batch_window!r}")
 
     def _get_policy_from_name(self, policy_name: str) -> type[BasePolicy]:
         if policy_name not in self.policy_aliases:
@@ -261,7 +296,14 @@ class DenoisePG(OffPolicyAlgorithm):
         return self.policy_aliases[policy_name]
 
     def _setup_model(self) -> None:
+        # The policy builds the regression head only when the actor follows it (saved with the policy's kwargs)
+        self.policy_kwargs["gradient_head"] = self.actor_gradient == "regression"
         super()._setup_model()
+        if self.actor_batch_window is not None and isinstance(self.replay_buffer, HerReplayBuffer):
+            raise ValueError(
+                "actor_batch_window samples transitions by position in the buffer, which HerReplayBuffer does not "
+                "support (its samples are relabelled episodes): leave actor_batch_window=None with HER"
+            )
         self._create_aliases()
         self._next_diagnostics = 0
         # Batch norm running statistics are copied to the targets, not averaged (SB3 issue #996)
@@ -278,6 +320,7 @@ class DenoisePG(OffPolicyAlgorithm):
         self.critic = self.policy.critic
         self.critic_target = self.policy.critic_target
         self.denoiser = self.policy.denoiser
+        self.gradient_head = self.policy.gradient_head
 
     # ---- the estimator ------------------------------------------------------------------------------------
 
@@ -318,7 +361,11 @@ class DenoisePG(OffPolicyAlgorithm):
             z = antithetic_normal(n_draws, (batch_size, action_dim), actions.device, self.antithetic)
             noisy_actions = actions + sigma * z  # (n_draws, batch, action_dim), eq. 4
             state_features, outcome = self.denoiser.encode(
-                replay_data.observations, replay_data.next_observations, replay_data.rewards, replay_data.dones
+                replay_data.observations,
+                replay_data.next_observations,
+                replay_data.rewards,
+                replay_data.dones,
+                self.condition_on_reward,
             )
             # Rows in draw-major order: row k * batch + i is draw k of transition i
             denoised_cond, denoised_uncond = self.denoiser.denoise_both(
@@ -440,7 +487,8 @@ class DenoisePG(OffPolicyAlgorithm):
         self.policy.set_training_mode(True)
         stats: dict[str, list[float]] = defaultdict(list)
         for _ in range(gradient_steps):
-            self._update_denoiser(data.sample(batch_size or self.batch_size), stats, reward_known=use_rewards)
+            reward_known = use_rewards and self.condition_on_reward
+            self._update_denoiser(data.sample(batch_size or self.batch_size), stats, reward_known=reward_known)
         if self.verbose >= 1:
             print(f"Pretrained the denoiser: {gradient_steps} steps, final loss {np.mean(stats['denoiser_loss'][-100:]):.4f}")
         return self
@@ -455,20 +503,59 @@ class DenoisePG(OffPolicyAlgorithm):
         collect_random_transitions(self.env, collect_steps, buffer, self.policy.scale_action)
         return buffer
 
-    def _update_actor(self, replay_data: Samples, td_targets: th.Tensor, stats: dict[str, list[float]]) -> Estimate:
+    def _sample_recent(self, batch_size: int) -> Samples:
+        """A batch drawn uniformly from the ``actor_batch_window`` most recent positions of the replay buffer."""
+        buffer = self.replay_buffer
+        assert buffer is not None
+        size = buffer.buffer_size if buffer.full else buffer.pos
+        # When the buffer is full the slot at pos is the oldest, and with optimize_memory_usage not a valid
+        # transition (SB3's ReplayBuffer.sample skips it too)
+        window = min(self.actor_batch_window, size - 1 if buffer.full else size)
+        offsets = np.random.randint(0, window, size=batch_size)
+        return buffer._get_samples((buffer.pos - 1 - offsets) % buffer.buffer_size, env=self._vec_normalize_env)
+
+    def _direct_gradient(
+        self, estimate: Estimate, actions: th.Tensor, stats: dict[str, list[float]]
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor | None]:
+        """The batch's estimates as the actor's gradient: per draw and kernel-weighted when a width is set."""
+        if self.actor_kernel_width is None:
+            return estimate.gradient, actions, None
+        # Each draw's estimate is a gradient at its a~, weighted by the distance of a~ (not of the replay action
+        # a) to mu_theta(s): a weight that depends on a correlates with the score difference, biases the
+        # estimate and, measured on Pendulum-v1, drove the actor into the action bounds
+        n_draws, _, action_dim = estimate.per_draw.shape
+        policy_actions = actions.repeat(n_draws, 1)
+        weights = kernel_weights(estimate.noisy_actions.reshape(-1, action_dim), policy_actions, self.actor_kernel_width)
+        # Effective sample size of the localised batch, as a fraction of the draws
+        stats["actor_kernel_ess"].append((1.0 / weights.pow(2).sum() / len(weights)).item())
+        return estimate.per_draw.reshape(-1, action_dim), policy_actions, weights
+
+    def _regression_gradient(
+        self, replay_data: Samples, estimate: Estimate, actions: th.Tensor, stats: dict[str, list[float]]
+    ) -> th.Tensor:
+        """Fit ``G_omega`` to each draw's estimate at its ``(s, a~)``, then evaluate it at ``mu_theta(s)``."""
+        assert self.gradient_head is not None
+        # The actor only uses directions: per-batch normalised targets keep the regression's scale steady
+        targets = normalize_by_rms(estimate.per_draw) if self.normalize_action_gradient else estimate.per_draw
+        loss = gradient_regression_loss(self.gradient_head(replay_data.observations, estimate.noisy_actions), targets)
+        stats["gradient_head_loss"].append(self._checked("gradient_head_loss", loss))
+        self._step(self.gradient_head.optimizer, loss)
+        with th.no_grad():
+            return self.gradient_head(replay_data.observations, actions.detach().unsqueeze(0))[0]
+
+    def _update_actor(
+        self, replay_data: Samples, td_targets: th.Tensor, stats: dict[str, list[float]]
+    ) -> tuple[Samples, Estimate]:
+        """One actor step; returns the batch it used and its estimate (for the diagnostics)."""
+        if self.actor_batch_window is not None:
+            replay_data = self._sample_recent(replay_data.actions.shape[0])
+            td_targets = self.td_target(replay_data)
         estimate = self.estimate(replay_data, td_targets)
         actions = self.actor(replay_data.observations)
-        gradient, policy_actions, weights = estimate.gradient, actions, None
-        if self.actor_kernel_width is not None:
-            # Each draw's estimate is a gradient at its a~, weighted by the distance of a~ (not of the replay action
-            # a) to mu_theta(s): a weight that depends on a correlates with the score difference, biases the
-            # estimate and, measured on Pendulum-v1, drove the actor into the action bounds
-            n_draws, _, action_dim = estimate.per_draw.shape
-            gradient = estimate.per_draw.reshape(-1, action_dim)
-            policy_actions = actions.repeat(n_draws, 1)
-            weights = kernel_weights(estimate.noisy_actions.reshape(-1, action_dim), policy_actions, self.actor_kernel_width)
-            # Effective sample size of the localised batch, as a fraction of the draws
-            stats["actor_kernel_ess"].append((1.0 / weights.pow(2).sum() / len(weights)).item())
+        if self.actor_gradient == "regression":
+            gradient, policy_actions, weights = self._regression_gradient(replay_data, estimate, actions, stats), actions, None
+        else:
+            gradient, policy_actions, weights = self._direct_gradient(estimate, actions, stats)
         if self.normalize_action_gradient:
             gradient = normalize_by_rms(gradient)
         loss = actor_loss_from_gradient(policy_actions, gradient, weights)
@@ -476,7 +563,7 @@ class DenoisePG(OffPolicyAlgorithm):
         stats["action_gradient_norm"].append(estimate.gradient.norm(dim=1).mean().item())
         stats["actor_saturation"].append((actions.detach().abs() > 0.99).float().mean().item())
         self._step(self.actor.optimizer, loss)
-        return estimate
+        return replay_data, estimate
 
     def _update_targets(self) -> None:
         polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
@@ -497,7 +584,8 @@ class DenoisePG(OffPolicyAlgorithm):
 
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
         self.policy.set_training_mode(True)
-        self._update_learning_rate([self.actor.optimizer, self.critic.optimizer, self.denoiser.optimizer])
+        heads = [self.actor, self.critic, self.denoiser, self.gradient_head]
+        self._update_learning_rate([head.optimizer for head in heads if head is not None])
 
         stats: dict[str, list[float]] = defaultdict(list)
         last_actor_update = None
@@ -506,9 +594,9 @@ class DenoisePG(OffPolicyAlgorithm):
             replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
             td_targets = self.td_target(replay_data)
             self._update_critic(replay_data, td_targets, stats)
-            self._update_denoiser(replay_data, stats)
+            self._update_denoiser(replay_data, stats, reward_known=self.condition_on_reward)
             if self._n_updates % self.policy_delay == 0:
-                last_actor_update = (replay_data, self._update_actor(replay_data, td_targets, stats))
+                last_actor_update = self._update_actor(replay_data, td_targets, stats)
                 self._update_targets()
 
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
@@ -544,10 +632,11 @@ class DenoisePG(OffPolicyAlgorithm):
             "actor_target",
             "critic_target",
             "denoiser",
+            "gradient_head",
             "_batch_norm_stats",
             "_batch_norm_stats_target",
         ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
-        state_dicts = ["policy", "actor.optimizer", "critic.optimizer", "denoiser.optimizer"]
-        return state_dicts, []
+        heads = ["actor", "critic", "denoiser"] + (["gradient_head"] if self.gradient_head is not None else [])
+        return ["policy", *(f"{head}.optimizer" for head in heads)], []

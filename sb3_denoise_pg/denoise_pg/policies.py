@@ -134,6 +134,64 @@ class Denoiser(BaseModel):
         return denoised[:n_rows], denoised[n_rows:]
 
 
+class GradientHead(BaseModel):
+    """
+    The regression head ``G_omega(s, a) ~ E[G_hat | s, a]`` (ESTIMATOR.md, "From the estimate to the actor"): it
+    averages the score-difference estimates over the buffer and outputs a gradient as a value, so the actor can
+    follow it at ``mu_theta(s)`` without back-propagating through any network's input.
+
+    :param observation_space: Observation space
+    :param action_space: Action space
+    :param net_arch: Hidden layer sizes
+    :param features_extractor: Network to extract features from ``s``
+    :param features_dim: Number of features
+    :param activation_fn: Activation function
+    :param normalize_images: Whether to normalize images or not, dividing by 255.0
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Box,
+        net_arch: list[int],
+        features_extractor: BaseFeaturesExtractor,
+        features_dim: int,
+        activation_fn: type[nn.Module] = nn.ReLU,
+        normalize_images: bool = True,
+    ):
+        super().__init__(
+            observation_space, action_space, features_extractor=features_extractor, normalize_images=normalize_images
+        )
+        self.net_arch = net_arch
+        self.features_dim = features_dim
+        self.activation_fn = activation_fn
+        action_dim = get_action_dim(self.action_space)
+        self.gradient_net = nn.Sequential(*create_mlp(features_dim + action_dim, action_dim, net_arch, activation_fn))
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(
+            dict(
+                net_arch=self.net_arch,
+                features_dim=self.features_dim,
+                activation_fn=self.activation_fn,
+                features_extractor=self.features_extractor,
+            )
+        )
+        return data
+
+    def forward(self, obs: PyTorchObs, actions: th.Tensor) -> th.Tensor:
+        """
+        :param obs: Batch of observations
+        :param actions: Several actions per state, shape ``(n_draws, batch, action_dim)``
+        :return: ``G_omega(s, a)``, shape ``(n_draws, batch, action_dim)``
+        """
+        features = self.extract_features(obs, self.features_extractor)
+        n_draws = actions.shape[0]
+        net_input = th.cat([features.expand(n_draws, *features.shape), actions], dim=2)
+        return self.gradient_net(net_input)
+
+
 class DenoisePGPolicy(TD3Policy):
     """
     Policy class for DenoisePG: TD3's actor and twin critic (with their targets), plus the denoiser.
@@ -153,6 +211,8 @@ class DenoisePGPolicy(TD3Policy):
     :param share_features_extractor: Whether to share or not the features extractor
         between the actor and the critic (the denoiser always has its own)
     :param denoiser_net_arch: Hidden layer sizes of the denoiser; the critic's when ``None``
+    :param gradient_head: Whether to build the regression head ``G_omega(s, a)`` (with the critic's layer sizes
+        and its own features extractor); ``DenoisePG(actor_gradient="regression")`` asks for it
     """
 
     def __init__(
@@ -170,9 +230,11 @@ class DenoisePGPolicy(TD3Policy):
         n_critics: int = 2,
         share_features_extractor: bool = False,
         denoiser_net_arch: list[int] | None = None,
+        gradient_head: bool = False,
     ):
         # Read by _build(), which the parent constructor calls
         self.denoiser_net_arch = denoiser_net_arch
+        self.use_gradient_head = gradient_head
         super().__init__(
             observation_space,
             action_space,
@@ -196,6 +258,16 @@ class DenoisePGPolicy(TD3Policy):
             lr=lr_schedule(1),  # type: ignore[call-arg]
             **self.optimizer_kwargs,
         )
+        self.gradient_head: GradientHead | None = None
+        if self.use_gradient_head:
+            head_kwargs = self._update_features_extractor(self.net_args, None)
+            head_kwargs["net_arch"] = self.critic_kwargs["net_arch"]
+            self.gradient_head = GradientHead(**head_kwargs).to(self.device)
+            self.gradient_head.optimizer = self.optimizer_class(
+                self.gradient_head.parameters(),
+                lr=lr_schedule(1),  # type: ignore[call-arg]
+                **self.optimizer_kwargs,
+            )
 
     def make_denoiser(self, features_extractor: BaseFeaturesExtractor | None = None) -> Denoiser:
         denoiser_kwargs = self._update_features_extractor(self.net_args, features_extractor)
@@ -207,12 +279,14 @@ class DenoisePGPolicy(TD3Policy):
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
-        data.update(denoiser_net_arch=self.denoiser_net_arch)
+        data.update(denoiser_net_arch=self.denoiser_net_arch, gradient_head=self.use_gradient_head)
         return data
 
     def set_training_mode(self, mode: bool) -> None:
         super().set_training_mode(mode)
         self.denoiser.set_training_mode(mode)
+        if self.gradient_head is not None:
+            self.gradient_head.set_training_mode(mode)
 
     def critic_features(self, obs: PyTorchObs) -> th.Tensor:
         """Critic features of ``obs``, computed once so that many actions can be scored at the same states."""
