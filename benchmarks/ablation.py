@@ -49,6 +49,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "sigma 0.2, regression head": {"denoiser_sigma": 0.2, "actor_gradient": "regression"},
     "sigma 0.2, actor batch from last 2500": {"denoiser_sigma": 0.2, "actor_batch_window": 2500},
     "sigma 0.2, outcome without reward": {"denoiser_sigma": 0.2, "condition_on_reward": False},
+    "sigma 0.2, baseline from one critic": {"denoiser_sigma": 0.2, "baseline_reduction": "first"},
 }
 
 

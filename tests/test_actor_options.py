@@ -1,4 +1,5 @@
-"""The actor's options: the regression head G_omega, the recency window of its batch, and s'-only conditioning."""
+"""The actor's options: the regression head G_omega, the recency window of its batch, s'-only conditioning, and the
+baseline's reduction of the critics."""
 
 import gymnasium as gym
 import numpy as np
@@ -114,3 +115,15 @@ def test_outcome_without_reward(condition_on_reward):
         th.manual_seed(0)
         outputs.append(model.estimate(data).denoised_cond)
     assert th.equal(outputs[0], outputs[1]) != condition_on_reward
+
+
+@pytest.mark.parametrize("reduction", ["mean", "min", "first"])
+def test_baseline_reductions(reduction):
+    model = DenoisePG("MlpPolicy", "Pendulum-v1", seed=0, baseline_reduction=reduction, **SMALL)
+    obs = th.randn(5, 3)
+    actions = th.rand(2, 5, 1) * 2 - 1
+    with th.no_grad():
+        q_values = th.stack([th.cat(model.critic(obs, draw), dim=1) for draw in actions]).reshape(10, 2)
+        expected = {"mean": q_values.mean(1), "min": q_values.min(1).values, "first": q_values[:, 0]}[reduction]
+        baselines = model._baseline_values(model.policy.critic_features(obs), actions)
+    th.testing.assert_close(baselines, expected.unsqueeze(1))

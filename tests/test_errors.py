@@ -51,7 +51,7 @@ def test_unbounded_box():
         (dict(cond_dropout=1.0), r"cond_dropout must be in \[0, 1\)"),
         (dict(cond_dropout=-0.1), r"cond_dropout must be in \[0, 1\)"),
         (dict(policy_delay=0), r"policy_delay must be an integer >= 1"),
-        (dict(baseline_reduction="max"), "baseline_reduction must be 'mean' or 'min'"),
+        (dict(baseline_reduction="max"), "baseline_reduction must be 'mean', 'min' or 'first'"),
         (dict(baseline_action="a"), "baseline_action must be 'noised' or 'clean'"),
         (dict(actor_gradient="critic"), "actor_gradient must be 'direct' or 'regression'"),
         (dict(actor_batch_window=0), r"actor_batch_window must be None or an integer >= 1"),

@@ -109,8 +109,8 @@ class DenoisePG(OffPolicyAlgorithm):
         so that the same network learns ``D(a~ | s)``. In ``[0, 1)``.
     :param normalize_action_gradient: Whether to divide the batch's ``G_hat`` by its root-mean-square before the
         actor step (bounds the step size; the direction is unchanged)
-    :param baseline_reduction: How the critics are combined into the baseline: ``"mean"`` or ``"min"``
-        (clipped double-Q)
+    :param baseline_reduction: How the critics are combined into the baseline: ``"mean"``, ``"min"``
+        (clipped double-Q) or ``"first"`` (the first critic alone, at half the cost)
     :param baseline_action: Where the baseline is evaluated: ``"noised"`` (``b(s, a~)``, correct) or ``"clean"``
         (``b(s, a)``, biased; only for ablations and tests, trap 1 of ESTIMATOR.md)
     :param center_advantages: Whether to add the batch mean of ``y - b(s, a~)`` to the baseline (a constant
@@ -275,8 +275,8 @@ class DenoisePG(OffPolicyAlgorithm):
             warnings.warn("cond_dropout=0: the unconditional denoiser D(a~ | s) is never trained", stacklevel=3)
         if not (isinstance(policy_delay, (int, np.integer)) and policy_delay >= 1):
             raise ValueError(f"policy_delay must be an integer >= 1, got {policy_delay!r}")
-        if baseline_reduction not in ("mean", "min"):
-            raise ValueError(f"baseline_reduction must be 'mean' or 'min', got {baseline_reduction!r}")
+        if baseline_reduction not in ("mean", "min", "first"):
+            raise ValueError(f"baseline_reduction must be 'mean', 'min' or 'first', got {baseline_reduction!r}")
         if actor_kernel_width is not None and not (
             isinstance(actor_kernel_width, (int, float)) and math.isfinite(actor_kernel_width) and actor_kernel_width > 0
         ):
@@ -340,7 +340,11 @@ class DenoisePG(OffPolicyAlgorithm):
             next_q_values, _ = th.min(next_q_values, dim=1, keepdim=True)
             return replay_data.rewards + (1 - replay_data.dones) * discounts * next_q_values
 
-    def _reduce_critics(self, q_values: th.Tensor) -> th.Tensor:
+    def _baseline_values(self, critic_features: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        """The critics' values at ``actions`` (shape ``(n_draws, batch, action_dim)``), combined as the baseline."""
+        # "first" runs one critic only: the baseline costs half, and is still a function of (s, a~)
+        n_critics = 1 if self.baseline_reduction == "first" else None
+        q_values = self.policy.q_values_at(critic_features, actions, n_critics)
         if self.baseline_reduction == "min":
             return q_values.min(dim=1, keepdim=True).values
         return q_values.mean(dim=1, keepdim=True)
@@ -381,7 +385,7 @@ class DenoisePG(OffPolicyAlgorithm):
                 noisy_actions.clamp(-1.0, 1.0) if self.baseline_action == "noised" else actions.expand_as(noisy_actions)
             )
             critic_features = self.policy.critic_features(replay_data.observations)
-            baselines = self._reduce_critics(self.policy.q_values_at(critic_features, baseline_actions))
+            baselines = self._baseline_values(critic_features, baseline_actions)
             td_targets = td_targets.repeat(n_draws, 1)
             if self.center_advantages:
                 # A constant shift of the baseline keeps the estimate unbiased, and removes the common offset of a
@@ -415,7 +419,7 @@ class DenoisePG(OffPolicyAlgorithm):
         with th.enable_grad():
             actions = actions.detach().requires_grad_(True)
             critic_features = self.policy.critic_features(observations).detach()
-            q_values = self._reduce_critics(self.policy.q_values_at(critic_features, actions.unsqueeze(0)))
+            q_values = self._baseline_values(critic_features, actions.unsqueeze(0))
             (gradient,) = th.autograd.grad(q_values.sum(), actions)
         return gradient
 

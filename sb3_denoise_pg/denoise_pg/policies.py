@@ -292,17 +292,18 @@ class DenoisePGPolicy(TD3Policy):
         """Critic features of ``obs``, computed once so that many actions can be scored at the same states."""
         return self.critic.extract_features(obs, self.critic.features_extractor)
 
-    def q_values_at(self, critic_features: th.Tensor, actions: th.Tensor) -> th.Tensor:
+    def q_values_at(self, critic_features: th.Tensor, actions: th.Tensor, n_critics: int | None = None) -> th.Tensor:
         """
-        Every critic's value at several actions per state.
+        The critics' values at several actions per state.
 
         :param critic_features: From ``critic_features``, shape ``(batch, features_dim)``
         :param actions: Shape ``(n_draws, batch, action_dim)``
+        :param n_critics: Evaluate only the first ``n_critics`` critics (default: all)
         :return: Shape ``(n_draws * batch, n_critics)``, rows in draw-major order
         """
         n_draws, batch_size, action_dim = actions.shape
         q_input = th.cat([critic_features.repeat(n_draws, 1), actions.reshape(n_draws * batch_size, action_dim)], 1)
-        return th.cat([q_net(q_input) for q_net in self.critic.q_networks], dim=1)
+        return th.cat([q_net(q_input) for q_net in self.critic.q_networks[:n_critics]], dim=1)
 
 
 MlpPolicy = DenoisePGPolicy
