@@ -135,7 +135,8 @@ def _format_iqm(scores: np.ndarray, n_seeds: int, reps: int) -> str:
     if len(scores) == 0:
         return f"missing (0/{n_seeds})"
     iqm, low, high = iqm_ci(scores[:, None], reps)
-    return f"{iqm:.1f} [{low:.1f}, {high:.1f}] ({len(scores)}/{n_seeds})"
+    # Runs with more seeds than the suite plans (--seeds) count as planned
+    return f"{iqm:.1f} [{low:.1f}, {high:.1f}] ({len(scores)}/{max(n_seeds, len(scores))})"
 
 
 def final_return_table(runs: list[Run], env_ids: list[str], algos: list[str], n_seeds: int, reps: int) -> str:

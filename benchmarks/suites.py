@@ -82,6 +82,8 @@ _FULL_ENVS = tuple(
     )
 )
 
+_PEERS = ("denoise_pg", "td3", "sac")
+
 SUITES: dict[str, Suite] = {
     suite.name: suite
     for suite in (
@@ -94,6 +96,8 @@ SUITES: dict[str, Suite] = {
             zoo_args=("--hyperparams", "learning_starts:200"),
         ),
         Suite("quick", _QUICK_ENVS, ("denoise_pg", "td3", "sac"), 3),
+        # Issue 4's MountainCar target: solved within SAC's zoo budget (50k steps)
+        Suite("mountaincar", (EnvBudget("MountainCarContinuous-v0", 50_000, eval_freq=5_000),), _PEERS, 3),
         Suite("standard", _QUICK_ENVS + _STANDARD_MUJOCO, ("denoise_pg", "td3", "sac"), 5),
         Suite("full", _FULL_ENVS, ("denoise_pg", "td3", "sac", "tqc", "crossq"), 10),
     )
