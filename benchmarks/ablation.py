@@ -31,7 +31,7 @@ ENV_ID = "Pendulum-v1"
 # base, so that its committed runs stay reproducible. "sigma 0.2" won and is today's default.
 BASE: dict[str, Any] = {"denoiser_sigma": 0.1}
 # Variant name -> DenoisePG constructor overrides of BASE; "td3" is stable-baselines3's TD3 at the same settings
-VARIANTS: dict[str, dict[str, Any]] = {
+FIRST_ROUND: dict[str, dict[str, Any]] = {
     "base": {},
     "td3": {},
     "2 noise draws": {"n_noise_samples": 2},
@@ -43,7 +43,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "no per-batch normalisation": {"normalize_action_gradient": False},
     "no kernel localisation": {"actor_kernel_width": None},
     "no advantage centring": {"center_advantages": False},
-    # Second round, from today's defaults (sigma 0.2): the levers the first round did not cover
+}
+# From today's defaults (sigma 0.2): the levers the first round did not cover
+SECOND_ROUND: dict[str, dict[str, Any]] = {
     "sigma 0.4": {"denoiser_sigma": 0.4},
     "sigma 0.2, 4 noise draws": {"denoiser_sigma": 0.2, "n_noise_samples": 4},
     "sigma 0.2, regression head": {"denoiser_sigma": 0.2, "actor_gradient": "regression"},
@@ -51,6 +53,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "sigma 0.2, outcome without reward": {"denoiser_sigma": 0.2, "condition_on_reward": False},
     "sigma 0.2, baseline from one critic": {"denoiser_sigma": 0.2, "baseline_reduction": "first"},
 }
+VARIANTS = {**FIRST_ROUND, **SECOND_ROUND}
+# One panel per round, each with its references
+PANELS = {"first round": list(FIRST_ROUND), "second round": ["td3", "sigma 0.2", *SECOND_ROUND]}
 
 
 def make_model(variant: str, seed: int, learning_starts: int, net_arch: list[int]) -> Any:
@@ -91,11 +96,23 @@ def report(results: list[dict], output: Path, command: str) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 5))
+    by_variant = {variant: [r for r in results if r["variant"] == variant] for variant in VARIANTS}
+    by_variant = {variant: runs for variant, runs in by_variant.items() if runs}
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(15, 5.5), sharey=True)
+    for ax, (panel, variants) in zip(axes, PANELS.items(), strict=True):
+        ax.set_prop_cycle(color=plt.cm.tab20.colors[::2] + plt.cm.tab20.colors[1::2])
+        for variant in variants:
+            if variant in by_variant:
+                plot_mean_curve(ax, by_variant[variant], variant)
+        ax.set_title(f"{ENV_ID}: DenoisePG ablation, {panel}")
+        ax.set_xlabel("env steps")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("deterministic evaluation return")
     rows = []
-    for variant in dict.fromkeys(r["variant"] for r in results):
-        runs = [r for r in results if r["variant"] == variant]
-        returns = plot_mean_curve(ax, runs, variant)
+    for variant, runs in by_variant.items():
+        length = min(len(run["returns"]) for run in runs)
+        returns = np.array([run["returns"][:length] for run in runs])
         final = returns[:, -1]
         overrides = "TD3" if variant == "td3" else ", ".join(f"{k}={v}" for k, v in runs[0]["overrides"].items())
         rows.append(
@@ -109,11 +126,6 @@ def report(results: list[dict], output: Path, command: str) -> str:
                 f"{np.mean([r['wall_time_s'] for r in runs]):.0f}",
             ]
         )
-    ax.set_title(f"{ENV_ID}: DenoisePG ablation")
-    ax.set_xlabel("env steps")
-    ax.set_ylabel("deterministic evaluation return")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(output / "learning_curves.png", dpi=120)
     headers = ["variant", "change", "final return per seed", "final mean", "mean over run", "wall time (s)"]

@@ -23,12 +23,18 @@ from typing import Any
 
 from benchmarks import RESULTS_DIR, markdown_table
 
-ALGOS = {
-    "denoise_pg": "sb3_denoise_pg:DenoisePG",
-    "td3": "stable_baselines3:TD3",
-    "sac": "stable_baselines3:SAC",
-    "tqc": "sb3_contrib:TQC",
-    "crossq": "sb3_contrib:CrossQ",
+# Name -> (class, constructor overrides)
+ALGOS: dict[str, tuple[str, dict[str, Any]]] = {
+    "denoise_pg": ("sb3_denoise_pg:DenoisePG", {}),
+    "td3": ("stable_baselines3:TD3", {}),
+    "sac": ("stable_baselines3:SAC", {}),
+    "tqc": ("sb3_contrib:TQC", {}),
+    "crossq": ("sb3_contrib:CrossQ", {}),
+    # DenoisePG's cheaper settings; how each learns is in benchmarks/results/ablation
+    "denoise_pg-one_critic": ("sb3_denoise_pg:DenoisePG", {"baseline_reduction": "first"}),
+    "denoise_pg-4_draws": ("sb3_denoise_pg:DenoisePG", {"n_noise_samples": 4}),
+    "denoise_pg-4_draws-one_critic": ("sb3_denoise_pg:DenoisePG", {"n_noise_samples": 4, "baseline_reduction": "first"}),
+    "denoise_pg-regression": ("sb3_denoise_pg:DenoisePG", {"actor_gradient": "regression"}),
 }
 # The same for all algorithms: one gradient step of batch 256 per env step, on [400, 300] networks
 SETTINGS: dict[str, Any] = dict(
@@ -53,9 +59,10 @@ def measure(algo: str, env_id: str, steps: int, warmup: int, seed: int = 0) -> f
     import sb3_denoise_pg  # noqa: F401  (registers the project's env ids)
 
     th.set_num_threads(1)
-    module, name = ALGOS[algo].split(":")
+    class_path, overrides = ALGOS[algo]
+    module, name = class_path.split(":")
     algo_class = getattr(importlib.import_module(module), name)
-    model = algo_class("MlpPolicy", env_id, seed=seed, device="cpu", **SETTINGS)
+    model = algo_class("MlpPolicy", env_id, seed=seed, device="cpu", **SETTINGS, **overrides)
     # Fills the buffer up to learning_starts and runs the first updates (allocations, lazy initialisations)
     model.learn(SETTINGS["learning_starts"] + warmup)
     start = time.perf_counter()
