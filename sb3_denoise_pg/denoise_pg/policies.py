@@ -23,21 +23,15 @@ def concat_observations(obs: PyTorchObs, next_obs: PyTorchObs) -> PyTorchObs:
     return th.cat([obs, next_obs], dim=0)
 
 
-class Denoiser(BaseModel):
+class _StateActionNet(BaseModel):
     """
-    The denoiser ``D(a~, s, o)``: predicts the clean replay action ``a`` from ``a~ = a + sigma z``, given the
-    state ``s`` and, when ``condition`` is set, the transition's outcome ``o = (s', r, done)`` (the reward slot
-    can be masked, with a flag saying so, for reward-free pretraining: ``o = (s', 0, done)``). Without
-    the condition, a learned null outcome takes the outcome's place, so that one network gives both
-    ``D(a~ | s, o)`` and ``D(a~ | s)`` (as in classifier-free guidance).
-
-    The output is parametrised as ``a~ - sigma * eps_hat(...)``: the network predicts the noise, whose scale
-    does not depend on ``sigma``.
+    What the denoiser and the regression head share: an MLP on the features of ``s`` and an action, with its own
+    features extractor; the constructor arguments are kept for ``save``/``load``.
 
     :param observation_space: Observation space
     :param action_space: Action space
     :param net_arch: Hidden layer sizes
-    :param features_extractor: Network to extract features, applied to ``s`` and ``s'``
+    :param features_extractor: Network to extract features from observations
     :param features_dim: Number of features
     :param activation_fn: Activation function
     :param normalize_images: Whether to normalize images or not, dividing by 255.0
@@ -54,21 +48,12 @@ class Denoiser(BaseModel):
         normalize_images: bool = True,
     ):
         super().__init__(
-            observation_space,
-            action_space,
-            features_extractor=features_extractor,
-            normalize_images=normalize_images,
+            observation_space, action_space, features_extractor=features_extractor, normalize_images=normalize_images
         )
         self.net_arch = net_arch
         self.features_dim = features_dim
         self.activation_fn = activation_fn
-        action_dim = get_action_dim(self.action_space)
-        # outcome = (features(s'), r, done, reward known)
-        self.outcome_dim = features_dim + 3
-        self.null_outcome = nn.Parameter(th.zeros(self.outcome_dim))
-        # inputs: a~, features(s), outcome or null, condition flag, sigma
-        input_dim = action_dim + features_dim + self.outcome_dim + 2
-        self.noise_net = nn.Sequential(*create_mlp(input_dim, action_dim, net_arch, activation_fn))
+        self.action_dim = get_action_dim(self.action_space)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
@@ -81,6 +66,29 @@ class Denoiser(BaseModel):
             )
         )
         return data
+
+
+class Denoiser(_StateActionNet):
+    """
+    The denoiser ``D(a~, s, o)``: predicts the clean replay action ``a`` from ``a~ = a + sigma z``, given the
+    state ``s`` and, when ``condition`` is set, the transition's outcome ``o = (s', r, done)`` (the reward slot
+    can be masked, with a flag saying so, for reward-free pretraining: ``o = (s', 0, done)``). Without
+    the condition, a learned null outcome takes the outcome's place, so that one network gives both
+    ``D(a~ | s, o)`` and ``D(a~ | s)`` (as in classifier-free guidance).
+
+    The output is parametrised as ``a~ - sigma * eps_hat(...)``: the network predicts the noise, whose scale
+    does not depend on ``sigma``. Constructor arguments: those of ``_StateActionNet`` (the features extractor is
+    applied to ``s`` and ``s'``).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        # outcome = (features(s'), r, done, reward known)
+        self.outcome_dim = self.features_dim + 3
+        self.null_outcome = nn.Parameter(th.zeros(self.outcome_dim))
+        # inputs: a~, features(s), outcome or null, condition flag, sigma
+        input_dim = self.action_dim + self.features_dim + self.outcome_dim + 2
+        self.noise_net = nn.Sequential(*create_mlp(input_dim, self.action_dim, self.net_arch, self.activation_fn))
 
     def encode(
         self, obs: PyTorchObs, next_obs: PyTorchObs, rewards: th.Tensor, dones: th.Tensor, reward_known: bool = True
@@ -134,51 +142,18 @@ class Denoiser(BaseModel):
         return denoised[:n_rows], denoised[n_rows:]
 
 
-class GradientHead(BaseModel):
+class GradientHead(_StateActionNet):
     """
     The regression head ``G_omega(s, a) ~ E[G_hat | s, a]`` (ESTIMATOR.md, "From the estimate to the actor"): it
     averages the score-difference estimates over the buffer and outputs a gradient as a value, so the actor can
-    follow it at ``mu_theta(s)`` without back-propagating through any network's input.
-
-    :param observation_space: Observation space
-    :param action_space: Action space
-    :param net_arch: Hidden layer sizes
-    :param features_extractor: Network to extract features from ``s``
-    :param features_dim: Number of features
-    :param activation_fn: Activation function
-    :param normalize_images: Whether to normalize images or not, dividing by 255.0
+    follow it at ``mu_theta(s)`` without back-propagating through any network's input. Constructor arguments:
+    those of ``_StateActionNet``.
     """
 
-    def __init__(
-        self,
-        observation_space: spaces.Space,
-        action_space: spaces.Box,
-        net_arch: list[int],
-        features_extractor: BaseFeaturesExtractor,
-        features_dim: int,
-        activation_fn: type[nn.Module] = nn.ReLU,
-        normalize_images: bool = True,
-    ):
-        super().__init__(
-            observation_space, action_space, features_extractor=features_extractor, normalize_images=normalize_images
-        )
-        self.net_arch = net_arch
-        self.features_dim = features_dim
-        self.activation_fn = activation_fn
-        action_dim = get_action_dim(self.action_space)
-        self.gradient_net = nn.Sequential(*create_mlp(features_dim + action_dim, action_dim, net_arch, activation_fn))
-
-    def _get_constructor_parameters(self) -> dict[str, Any]:
-        data = super()._get_constructor_parameters()
-        data.update(
-            dict(
-                net_arch=self.net_arch,
-                features_dim=self.features_dim,
-                activation_fn=self.activation_fn,
-                features_extractor=self.features_extractor,
-            )
-        )
-        return data
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        input_dim = self.features_dim + self.action_dim
+        self.gradient_net = nn.Sequential(*create_mlp(input_dim, self.action_dim, self.net_arch, self.activation_fn))
 
     def forward(self, obs: PyTorchObs, actions: th.Tensor) -> th.Tensor:
         """
