@@ -588,8 +588,7 @@ class DenoisePG(OffPolicyAlgorithm):
 
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
         self.policy.set_training_mode(True)
-        heads = [self.actor, self.critic, self.denoiser, self.gradient_head]
-        self._update_learning_rate([head.optimizer for head in heads if head is not None])
+        self._update_learning_rate([getattr(self, head).optimizer for head in self._trained_heads()])
 
         stats: dict[str, list[float]] = defaultdict(list)
         last_actor_update = None
@@ -642,5 +641,8 @@ class DenoisePG(OffPolicyAlgorithm):
         ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
-        heads = ["actor", "critic", "denoiser"] + (["gradient_head"] if self.gradient_head is not None else [])
-        return ["policy", *(f"{head}.optimizer" for head in heads)], []
+        return ["policy", *(f"{head}.optimizer" for head in self._trained_heads())], []
+
+    def _trained_heads(self) -> list[str]:
+        """The networks with an optimizer: one list for the learning-rate schedule and for save/load."""
+        return ["actor", "critic", "denoiser"] + (["gradient_head"] if self.gradient_head is not None else [])
