@@ -1,37 +1,73 @@
 """
-Ablation of DenoisePG's estimator levers on Pendulum-v1, with TD3 at the same settings in the same run.
+Ablations of DenoisePG's estimator levers, with TD3 at the same settings in the same run. A study is an env, its
+shared settings and its variants; each variant changes some settings of the study's base.
 
-Each variant changes one setting of a base, DenoisePG's defaults with ``denoiser_sigma=0.1`` (the default when the
-table was measured; ``0.2`` won it and is the default now). All runs share the zoo's TD3 settings for Pendulum-v1
-(gamma 0.98, normal action noise 0.1, learning rate 1e-3, batch 256, buffer 200k) with ``learning_starts=5000``
-(uniformly random actions), 15k steps and ``[64, 64]`` networks, so that 5 seeds of every variant (55 runs of about
-50 s) fit in about 25 minutes on 2 cores. Deterministic evaluation on ``--eval-episodes`` episodes every
-``--eval-freq`` steps, the same start states for every variant of a seed. Each run is a process with one torch
-thread; finished runs (one JSON each) are not redone.
+- ``pendulum`` (the default): Pendulum-v1 with the zoo's TD3 settings (gamma 0.98, normal action noise 0.1, learning
+  rate 1e-3, batch 256, buffer 200k), ``learning_starts=5000`` (uniformly random actions), 15k steps and ``[64, 64]``
+  networks, so that 5 seeds of every variant (about 50 s a run) fit in minutes on 2 cores. Its base is DenoisePG's
+  defaults with ``denoiser_sigma=0.1`` (the default when the first round was measured; ``0.2`` won it and is the
+  default now), so that the committed runs stay reproducible.
+- ``halfcheetah``: HalfCheetah-v5 with the zoo's TD3 MuJoCo settings (``learning_starts=10000``, normal action noise
+  0.1, ``[400, 300]``), 30k steps (12-15 minutes a DenoisePG run on one core): the actor saturation of the standard
+  suite's run, and what changes it. Its base is today's defaults.
 
-    python -m benchmarks.ablation [--variants base td3 ...] [--seeds 5] [--steps 15000] [--jobs 2]
+Deterministic evaluation on ``--eval-episodes`` episodes every ``--eval-freq`` steps, the same start states for every
+variant of a seed. Each run is a process with one torch thread; finished runs (one JSON each) are not redone.
 
-Writes ``benchmarks/results/ablation/`` (runs, ``results.md``, ``learning_curves.png``).
+    python -m benchmarks.ablation [--study pendulum] [--variants base td3 ...] [--seeds 5] [--jobs 2]
+
+Writes ``benchmarks/results/ablation/`` (pendulum) or ``benchmarks/results/ablation-<study>/`` (runs, ``results.md``,
+``learning_curves.png``).
 """
 
 import argparse
+import dataclasses
 import functools
+import json
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from stable_baselines3.common.utils import LinearSchedule
 
 from benchmarks import RESULTS_DIR, markdown_table
 from benchmarks.variants import learn_with_evaluations, plot_mean_curve, run_plan
 
-ENV_ID = "Pendulum-v1"
-# The table was measured when DenoisePG's default denoiser_sigma was 0.1: every variant changes one setting of this
-# base, so that its committed runs stay reproducible. "sigma 0.2" won and is today's default.
-BASE: dict[str, Any] = {"denoiser_sigma": 0.1}
-# Variant name -> DenoisePG constructor overrides of BASE; "td3" is stable-baselines3's TD3 at the same settings
-FIRST_ROUND: dict[str, dict[str, Any]] = {
+Variants = dict[str, dict[str, Any]]  # variant name -> DenoisePG constructor overrides of the base; "td3" is TD3
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+    """
+    :param env_id: Gymnasium id
+    :param settings: Constructor settings shared by TD3 and DenoisePG (action noise and net_arch apart)
+    :param noise_std: Standard deviation of the normal exploration noise
+    :param base: DenoisePG overrides every variant starts from
+    :param panels: Panel title -> its variants (references included); together, every variant of the study
+    :param variants: Every variant's overrides of ``base``
+    :param steps: Training env-steps
+    :param learning_starts: Uniformly random steps before learning
+    :param eval_freq: Evaluate every this many steps
+    :param eval_episodes: Episodes per evaluation
+    :param net_arch: Hidden layers of every network
+    """
+
+    env_id: str
+    settings: dict[str, Any]
+    noise_std: float
+    base: dict[str, Any]
+    panels: dict[str, list[str]]
+    variants: Variants
+    steps: int
+    learning_starts: int
+    eval_freq: int
+    eval_episodes: int
+    net_arch: list[int]
+
+
+PENDULUM_FIRST_ROUND: Variants = {
     "base": {},
     "td3": {},
     "2 noise draws": {"n_noise_samples": 2},
@@ -44,8 +80,8 @@ FIRST_ROUND: dict[str, dict[str, Any]] = {
     "no kernel localisation": {"actor_kernel_width": None},
     "no advantage centring": {"center_advantages": False},
 }
-# From today's defaults (sigma 0.2): the levers the first round did not cover
-SECOND_ROUND: dict[str, dict[str, Any]] = {
+# From the defaults of stop 7 (sigma 0.2): the levers the first round did not cover
+PENDULUM_SECOND_ROUND: Variants = {
     "sigma 0.4": {"denoiser_sigma": 0.4},
     "sigma 0.2, 4 noise draws": {"denoiser_sigma": 0.2, "n_noise_samples": 4},
     "sigma 0.2, regression head": {"denoiser_sigma": 0.2, "actor_gradient": "regression"},
@@ -53,62 +89,127 @@ SECOND_ROUND: dict[str, dict[str, Any]] = {
     "sigma 0.2, outcome without reward": {"denoiser_sigma": 0.2, "condition_on_reward": False},
     "sigma 0.2, baseline from one critic": {"denoiser_sigma": 0.2, "baseline_reduction": "first"},
 }
-VARIANTS = {**FIRST_ROUND, **SECOND_ROUND}
-# One panel per round, each with its references
-PANELS = {"first round": list(FIRST_ROUND), "second round": ["td3", "sigma 0.2", *SECOND_ROUND]}
+# From today's defaults (sigma 0.2): the levers measured after the MuJoCo runs (stop 8)
+PENDULUM_THIRD_ROUND: Variants = {
+    "sigma annealed 0.4 to 0.1": {"denoiser_sigma": LinearSchedule(0.4, 0.1, 1.0)},
+    "sigma 0.2, pre-activation penalty 0.01": {"denoiser_sigma": 0.2, "actor_preactivation_penalty": 0.01},
+}
+HALFCHEETAH: Variants = {
+    "defaults": {},
+    "td3": {},
+    "no kernel localisation": {"actor_kernel_width": None},
+    "no kernel, sigma 0.1": {"actor_kernel_width": None, "denoiser_sigma": 0.1},
+}
+
+STUDIES = {
+    "pendulum": Study(
+        env_id="Pendulum-v1",
+        settings=dict(gamma=0.98, buffer_size=200_000),
+        noise_std=0.1,
+        base={"denoiser_sigma": 0.1},
+        panels={
+            "first round": list(PENDULUM_FIRST_ROUND),
+            "second round": ["td3", "sigma 0.2", *PENDULUM_SECOND_ROUND],
+            "third round": ["td3", "sigma 0.2", *PENDULUM_THIRD_ROUND],
+        },
+        variants={**PENDULUM_FIRST_ROUND, **PENDULUM_SECOND_ROUND, **PENDULUM_THIRD_ROUND},
+        steps=15_000,
+        learning_starts=5_000,
+        eval_freq=2_500,
+        eval_episodes=10,
+        net_arch=[64, 64],
+    ),
+    "halfcheetah": Study(
+        env_id="HalfCheetah-v5",
+        settings=dict(buffer_size=1_000_000),
+        noise_std=0.1,
+        base={},
+        panels={"actor saturation": list(HALFCHEETAH)},
+        variants=HALFCHEETAH,
+        steps=30_000,
+        learning_starts=10_000,
+        eval_freq=5_000,
+        eval_episodes=5,
+        net_arch=[400, 300],
+    ),
+}
 
 
-def make_model(variant: str, seed: int, learning_starts: int, net_arch: list[int]) -> Any:
-    """The model of one run: shared settings, plus the variant's overrides."""
+def output_dir(study: str) -> Path:
+    return RESULTS_DIR / ("ablation" if study == "pendulum" else f"ablation-{study}")
+
+
+def make_model(study: Study, variant: str, seed: int, learning_starts: int, net_arch: list[int]) -> Any:
+    """The model of one run: the study's shared settings, plus the variant's overrides."""
+    import gymnasium as gym
     from stable_baselines3 import TD3
     from stable_baselines3.common.noise import NormalActionNoise
 
     from sb3_denoise_pg import DenoisePG
 
+    action_dim = gym.make(study.env_id).action_space.shape[0]
     settings = dict(
-        gamma=0.98,
-        buffer_size=200_000,
+        **study.settings,
         learning_starts=learning_starts,
-        action_noise=NormalActionNoise(np.zeros(1), 0.1 * np.ones(1)),
+        action_noise=NormalActionNoise(np.zeros(action_dim), study.noise_std * np.ones(action_dim)),
         policy_kwargs=dict(net_arch=net_arch),
         seed=seed,
         device="cpu",
     )
     if variant == "td3":
-        return TD3("MlpPolicy", ENV_ID, **settings)
-    return DenoisePG("MlpPolicy", ENV_ID, **settings, **{**BASE, **VARIANTS[variant]})
+        return TD3("MlpPolicy", study.env_id, **settings)
+    return DenoisePG("MlpPolicy", study.env_id, **settings, **{**study.base, **study.variants[variant]})
 
 
 def run_one(args: argparse.Namespace, variant: str, seed: int) -> dict:
-    model = make_model(variant, seed, args.learning_starts, args.net_arch)
-    curves = learn_with_evaluations(model, ENV_ID, args.steps, args.eval_freq, args.eval_episodes, seed + 1000)
-    return {"variant": variant, "overrides": VARIANTS[variant], "seed": seed, **curves}
+    study = STUDIES[args.study]
+    model = make_model(study, variant, seed, args.learning_starts, args.net_arch)
+    curves = learn_with_evaluations(model, study.env_id, args.steps, args.eval_freq, args.eval_episodes, seed + 1000)
+    return {
+        "variant": variant,
+        # Schedules as their repr: the run is a JSON file
+        "overrides": json.loads(json.dumps(study.variants[variant], default=repr)),
+        "seed": seed,
+        **curves,
+        "final_saturation": final_saturation(model),
+    }
+
+
+def final_saturation(model: Any, states: int = 1000) -> float:
+    """Fraction of the actor's action dimensions beyond |0.99| on the last ``states`` observations of its buffer."""
+    import torch as th
+
+    buffer = model.replay_buffer
+    observations = buffer.observations[max(buffer.pos - states, 0) : buffer.pos].reshape(-1, *buffer.obs_shape)
+    with th.no_grad():
+        actions = model.actor(th.as_tensor(observations, dtype=th.float32))
+    return round(float((actions.abs() > 0.99).float().mean()), 3)
 
 
 def run_path(output: Path, variant: str, seed: int) -> Path:
     return output / "runs" / f"{re.sub(r'[^A-Za-z0-9.-]+', '_', variant)}_{seed}.json"
 
 
-def report(results: list[dict], output: Path, command: str) -> str:
+def report(study: Study, results: list[dict], output: Path, command: str) -> str:
     """Write the table (final and mean return per variant) and the learning curves; return the table."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    by_variant = {variant: [r for r in results if r["variant"] == variant] for variant in VARIANTS}
+    by_variant = {variant: [r for r in results if r["variant"] == variant] for variant in study.variants}
     by_variant = {variant: runs for variant, runs in by_variant.items() if runs}
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(15, 5.5), sharey=True)
-    for ax, (panel, variants) in zip(axes, PANELS.items(), strict=True):
+    fig, axes = plt.subplots(1, len(study.panels), figsize=(7.5 * len(study.panels), 5.5), sharey=True, squeeze=False)
+    for ax, (panel, variants) in zip(axes[0], study.panels.items(), strict=True):
         ax.set_prop_cycle(color=plt.cm.tab20.colors[::2] + plt.cm.tab20.colors[1::2])
         for variant in variants:
             if variant in by_variant:
                 plot_mean_curve(ax, by_variant[variant], variant)
-        ax.set_title(f"{ENV_ID}: DenoisePG ablation, {panel}")
+        ax.set_title(f"{study.env_id}: DenoisePG ablation, {panel}")
         ax.set_xlabel("env steps")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    axes[0].set_ylabel("deterministic evaluation return")
+    axes[0, 0].set_ylabel("deterministic evaluation return")
     rows = []
     for variant, runs in by_variant.items():
         length = min(len(run["returns"]) for run in runs)
@@ -118,37 +219,54 @@ def report(results: list[dict], output: Path, command: str) -> str:
         rows.append(
             [
                 variant,
-                overrides or f"(base: the defaults with {BASE})",
+                overrides or (f"(base: the defaults with {study.base})" if study.base else "(base: the defaults)"),
                 ", ".join(f"{value:.0f}" for value in final),
                 f"{final.mean():.1f}",
                 # The mean evaluation return over the run: sensitive to the speed of learning
                 f"{returns.mean():.1f}",
                 f"{np.mean([r['wall_time_s'] for r in runs]):.0f}",
+                # Added after the first Pendulum rounds: their runs have none
+                _mean_or_blank([r.get("final_saturation") for r in runs]),
             ]
         )
     fig.tight_layout()
     fig.savefig(output / "learning_curves.png", dpi=120)
     headers = ["variant", "change", "final return per seed", "final mean", "mean over run", "wall time (s)"]
+    headers.append("actor saturation at the end")
     table = markdown_table(headers, rows)
     (output / "results.md").write_text(f"`{command}`\n\n{table}\n")
     return table
 
 
+def _mean_or_blank(values: list[float | None]) -> str:
+    return "" if None in values else f"{np.mean(values):.2f}"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--study", choices=list(STUDIES), default="pendulum")
+    parser.add_argument("--variants", nargs="+", help="default: all of the study's")
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=15_000)
-    parser.add_argument("--learning-starts", type=int, default=5_000)
-    parser.add_argument("--eval-freq", type=int, default=2_500)
-    parser.add_argument("--eval-episodes", type=int, default=10)
-    parser.add_argument("--net-arch", type=int, nargs="+", default=[64, 64])
+    # Left out: the study's
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--learning-starts", type=int)
+    parser.add_argument("--eval-freq", type=int)
+    parser.add_argument("--eval-episodes", type=int)
+    parser.add_argument("--net-arch", type=int, nargs="+")
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--output", type=Path, default=RESULTS_DIR / "ablation")
+    parser.add_argument("--output", type=Path, help="default: benchmarks/results/ablation[-<study>]")
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
+    study = STUDIES[args.study]
+    unknown = set(args.variants or []) - set(study.variants)
+    if unknown:
+        parser.error(f"unknown variants of study {args.study}: {sorted(unknown)}; choose from {list(study.variants)}")
+    for name in ("steps", "learning_starts", "eval_freq", "eval_episodes", "net_arch"):
+        if getattr(args, name) is None:
+            setattr(args, name, getattr(study, name))
+    args.output = args.output or output_dir(args.study)
     (args.output / "runs").mkdir(parents=True, exist_ok=True)
-    plan = [(variant, seed) for seed in range(args.seeds) for variant in args.variants]
+    plan = [(variant, seed) for seed in range(args.seeds) for variant in args.variants or study.variants]
     results = run_plan(
         plan,
         functools.partial(run_one, args),
@@ -156,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
         args.jobs,
         lambda r: f"{r['variant']} seed {r['seed']}: {r['returns'][-1]:.1f} ({r['wall_time_s']:.0f} s)",
     )
-    print(report(results, args.output, " ".join(["python -m benchmarks.ablation", *argv])))
+    print(report(study, results, args.output, " ".join(["python -m benchmarks.ablation", *argv])))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""The actor's options: the regression head G_omega, the recency window of its batch, s'-only conditioning, and the
-baseline's reduction of the critics."""
+"""The actor's options: the regression head G_omega, the recency window of its batch, s'-only conditioning, the
+baseline's reduction of the critics, the pre-activation penalty and an annealed sigma."""
 
 import gymnasium as gym
 import numpy as np
@@ -7,6 +7,7 @@ import pytest
 import torch as th
 from stable_baselines3 import HerReplayBuffer
 from stable_baselines3.common.envs import BitFlippingEnv
+from stable_baselines3.common.utils import LinearSchedule
 
 from sb3_denoise_pg import DenoisePG
 
@@ -127,3 +128,38 @@ def test_baseline_reductions(reduction):
         expected = {"mean": q_values.mean(1), "min": q_values.min(1).values, "first": q_values[:, 0]}[reduction]
         baselines = model._baseline_values(model.policy.critic_features(obs), actions)
     th.testing.assert_close(baselines, expected.unsqueeze(1))
+
+
+def test_preactivation_penalty_pulls_a_saturated_actor_back():
+    """A heavy penalty outweighs the (unit-RMS) estimate: the actor's pre-tanh outputs shrink from saturation."""
+
+    def saturated(penalty: float) -> DenoisePG:
+        model = DenoisePG("MlpPolicy", "Pendulum-v1", seed=0, actor_preactivation_penalty=penalty, **SMALL).learn(60)
+        with th.no_grad():
+            model.actor.mu[-2].bias.fill_(4.0)  # tanh(4) = 0.9993: beyond the 0.99 of train/actor_saturation
+        return model
+
+    observations = th.as_tensor(saturated(0.0).replay_buffer.observations[:50, 0])
+    for penalty, shrinks in ((0.0, False), (10.0, True)):
+        model = saturated(penalty)
+        before = model._actor_preactivations(observations).abs().mean().item()
+        model.learn(100, reset_num_timesteps=False)
+        after = model._actor_preactivations(observations).abs().mean().item()
+        assert (after < before - 1.0) == shrinks, (penalty, before, after)
+
+
+def test_annealed_sigma_follows_its_schedule_and_survives_save_load(tmp_path):
+    model = DenoisePG("MlpPolicy", "Pendulum-v1", seed=0, denoiser_sigma=LinearSchedule(0.4, 0.1, 1.0), **SMALL)
+    assert model.current_sigma == pytest.approx(0.4)
+    model.learn(200)
+    # The last train() ran at progress remaining ~1/200: sigma ~0.1
+    assert model.logger.name_to_value["train/denoiser_sigma"] == pytest.approx(0.1, abs=0.01)
+    model.save(tmp_path / "model.zip")
+    loaded = DenoisePG.load(tmp_path / "model.zip")
+    assert loaded.denoiser_sigma(0.5) == pytest.approx(0.25)
+
+
+def test_a_schedule_that_leaves_the_positive_numbers_fails_clearly():
+    model = DenoisePG("MlpPolicy", "Pendulum-v1", seed=0, denoiser_sigma=LinearSchedule(0.2, -0.2, 1.0), **SMALL)
+    with pytest.raises(ValueError, match="denoiser_sigma must be a finite number > 0"):
+        model.learn(200)

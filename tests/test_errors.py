@@ -56,6 +56,8 @@ def test_unbounded_box():
         (dict(actor_gradient="critic"), "actor_gradient must be 'direct' or 'regression'"),
         (dict(actor_batch_window=0), r"actor_batch_window must be None or an integer >= 1"),
         (dict(actor_batch_window=10.5), r"actor_batch_window must be None or an integer >= 1"),
+        (dict(actor_preactivation_penalty=-0.1), r"actor_preactivation_penalty must be a finite number >= 0"),
+        (dict(actor_preactivation_penalty=float("inf")), r"actor_preactivation_penalty must be a finite number >= 0"),
     ],
 )
 def test_bad_hyperparameters(kwargs, message):

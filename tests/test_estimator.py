@@ -11,6 +11,7 @@ from sb3_denoise_pg.common.estimator import (
     antithetic_normal,
     denoising_loss,
     normalize_by_rms,
+    preactivation_penalty,
     score_difference,
     score_difference_gradient,
     td_loss,
@@ -59,6 +60,11 @@ def test_losses():
     th.testing.assert_close(td_loss((q1, q2), target), th.tensor(1.0))
     g = th.randn(8, 3) * 50
     assert normalize_by_rms(g).pow(2).mean().item() == pytest.approx(1.0, rel=1e-4)
+    # Sum over action dimensions, mean over the batch; its gradient 2 u / batch grows with u, where tanh's vanishes
+    u = th.tensor([[1.0, -2.0], [3.0, 0.0]], requires_grad=True)
+    th.testing.assert_close(preactivation_penalty(u), th.tensor(7.0))
+    preactivation_penalty(u).backward()
+    th.testing.assert_close(u.grad, u.detach())
 
 
 def _fill_with_behaviour(model: DenoisePG, env: LinearGaussianWorld, n: int, tau: float, seed: int = 0) -> None:

@@ -129,6 +129,17 @@ def actor_loss_from_gradient(actions: th.Tensor, action_gradient: th.Tensor, wei
     return -(weights.detach() * per_sample).sum()
 
 
+def preactivation_penalty(preactivations: th.Tensor) -> th.Tensor:
+    """
+    ``mean_i ||u_i||^2`` of the actor's pre-tanh outputs ``u``: its gradient ``2 u / batch`` grows where tanh's
+    vanishes, so that the actor is pulled back from saturation unless the estimate keeps pushing it there.
+
+    :param preactivations: Shape ``(batch, action_dim)``
+    :return: Scalar penalty
+    """
+    return preactivations.pow(2).sum(dim=1).mean()
+
+
 def denoising_loss(denoised: th.Tensor, clean_actions: th.Tensor, sigma: float) -> th.Tensor:
     """
     MSE of the denoiser in units of the noise: ``mean ||D(a~) - a||^2 / sigma^2``. Minimised by

@@ -24,6 +24,7 @@ from sb3_denoise_pg.common.estimator import (
     gradient_regression_loss,
     kernel_weights,
     normalize_by_rms,
+    preactivation_penalty,
     score_difference_gradient,
     td_loss,
 )
@@ -65,6 +66,12 @@ def check_action_space(action_space: spaces.Space) -> None:
         raise ValueError(f"DenoisePG needs a Box action space with finite bounds, got {action_space}.")
 
 
+def _check_sigma(sigma: float) -> float:
+    if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"denoiser_sigma must be a finite number > 0, got {sigma!r}")
+    return sigma
+
+
 class DenoisePG(OffPolicyAlgorithm):
     """
     Denoising Policy Gradients (DenoisePG).
@@ -102,7 +109,9 @@ class DenoisePG(OffPolicyAlgorithm):
     :param target_policy_noise: Standard deviation of Gaussian noise added to the target policy (smoothing noise)
     :param target_noise_clip: Limit for absolute value of the target policy smoothing noise
     :param denoiser_sigma: Standard deviation ``sigma`` of the noise added to replay actions (in the scaled
-        action space ``[-1, 1]``); trades bias (large) against variance (small). Must be > 0.
+        action space ``[-1, 1]``); trades bias (large) against variance (small). Must be > 0. It can be a function
+        of the current progress remaining (from 1 to 0), e.g. ``LinearSchedule(0.4, 0.1, 1.0)`` to anneal it: the
+        denoiser takes sigma as an input, so it keeps up with a schedule.
     :param n_noise_samples: Number of noise draws ``z`` averaged per transition, in one batched pass. Must be >= 1.
     :param antithetic: Whether the noise draws come in antithetic pairs ``(z, -z)``
     :param cond_dropout: Probability that a denoiser training sample sees the null outcome instead of its own,
@@ -128,6 +137,10 @@ class DenoisePG(OffPolicyAlgorithm):
         Not with ``HerReplayBuffer``.
     :param condition_on_reward: Whether the denoiser's outcome includes the reward; ``False`` conditions on
         ``(s', done)`` only
+    :param actor_preactivation_penalty: Weight ``lambda`` of ``lambda * mean_i ||u_i||^2`` added to the actor loss,
+        ``u = atanh(mu_theta(s))`` the actor's output before its tanh. A noisy gradient makes the pre-activations
+        random-walk outward, where tanh flattens and no gradient brings them back (the actor saturates); the
+        penalty pulls them back, and a consistent gradient still reaches the bounds. ``0`` turns it off.
     :param stats_window_size: Window size for the rollout logging
     :param tensorboard_log: The log location for tensorboard (if None, no logging)
     :param policy_kwargs: Additional arguments to be passed to the policy on creation
@@ -172,7 +185,7 @@ class DenoisePG(OffPolicyAlgorithm):
         policy_delay: int = 2,
         target_policy_noise: float = 0.2,
         target_noise_clip: float = 0.5,
-        denoiser_sigma: float = 0.2,
+        denoiser_sigma: float | Schedule = 0.2,
         n_noise_samples: int = 8,
         antithetic: bool = True,
         cond_dropout: float = 0.5,
@@ -184,6 +197,7 @@ class DenoisePG(OffPolicyAlgorithm):
         actor_gradient: str = "direct",
         actor_batch_window: int | None = None,
         condition_on_reward: bool = True,
+        actor_preactivation_penalty: float = 0.0,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -202,6 +216,7 @@ class DenoisePG(OffPolicyAlgorithm):
             actor_kernel_width,
             actor_gradient,
             actor_batch_window,
+            actor_preactivation_penalty,
         )
         # Made here (the parent would make it too) so that a wrong action space fails with a clear error
         env = maybe_make_env(env, verbose)
@@ -237,7 +252,7 @@ class DenoisePG(OffPolicyAlgorithm):
         self.policy_delay = policy_delay
         self.target_policy_noise = target_policy_noise
         self.target_noise_clip = target_noise_clip
-        self.denoiser_sigma = float(denoiser_sigma)
+        self.denoiser_sigma = denoiser_sigma if callable(denoiser_sigma) else float(denoiser_sigma)
         self.n_noise_samples = n_noise_samples
         self.antithetic = antithetic
         self.cond_dropout = cond_dropout
@@ -249,13 +264,14 @@ class DenoisePG(OffPolicyAlgorithm):
         self.actor_gradient = actor_gradient
         self.actor_batch_window = actor_batch_window
         self.condition_on_reward = condition_on_reward
+        self.actor_preactivation_penalty = actor_preactivation_penalty
 
         if _init_setup_model:
             self._setup_model()
 
     @staticmethod
     def _check_hyperparameters(
-        denoiser_sigma: float,
+        denoiser_sigma: float | Schedule,
         n_noise_samples: int,
         cond_dropout: float,
         policy_delay: int,
@@ -264,9 +280,10 @@ class DenoisePG(OffPolicyAlgorithm):
         actor_kernel_width: float | None,
         actor_gradient: str,
         actor_batch_window: int | None,
+        actor_preactivation_penalty: float,
     ) -> None:
-        if not (isinstance(denoiser_sigma, (int, float)) and math.isfinite(denoiser_sigma) and denoiser_sigma > 0):
-            raise ValueError(f"denoiser_sigma must be a finite number > 0, got {denoiser_sigma!r}")
+        if not callable(denoiser_sigma):
+            _check_sigma(denoiser_sigma)
         if not (isinstance(n_noise_samples, (int, np.integer)) and n_noise_samples >= 1):
             raise ValueError(f"n_noise_samples must be an integer >= 1, got {n_noise_samples!r}")
         if not (isinstance(cond_dropout, (int, float)) and 0 <= cond_dropout < 1):
@@ -289,6 +306,12 @@ class DenoisePG(OffPolicyAlgorithm):
             isinstance(actor_batch_window, (int, np.integer)) and actor_batch_window >= 1
         ):
             raise ValueError(f"actor_batch_window must be None or an integer >= 1, got {actor_batch_window!r}")
+        if not (
+            isinstance(actor_preactivation_penalty, (int, float))
+            and math.isfinite(actor_preactivation_penalty)
+            and actor_preactivation_penalty >= 0
+        ):
+            raise ValueError(f"actor_preactivation_penalty must be a finite number >= 0, got {actor_preactivation_penalty!r}")
 
     def _get_policy_from_name(self, policy_name: str) -> type[BasePolicy]:
         if policy_name not in self.policy_aliases:
@@ -321,6 +344,13 @@ class DenoisePG(OffPolicyAlgorithm):
         self.critic_target = self.policy.critic_target
         self.denoiser = self.policy.denoiser
         self.gradient_head = self.policy.gradient_head
+
+    @property
+    def current_sigma(self) -> float:
+        """``denoiser_sigma``, or its schedule's value at the current progress remaining."""
+        if not callable(self.denoiser_sigma):
+            return self.denoiser_sigma
+        return _check_sigma(float(self.denoiser_sigma(self._current_progress_remaining)))
 
     # ---- the estimator ------------------------------------------------------------------------------------
 
@@ -361,7 +391,7 @@ class DenoisePG(OffPolicyAlgorithm):
                 td_targets = self.td_target(replay_data)
             actions = replay_data.actions
             batch_size, action_dim = actions.shape
-            n_draws, sigma = self.n_noise_samples, self.denoiser_sigma
+            n_draws, sigma = self.n_noise_samples, self.current_sigma
             z = antithetic_normal(n_draws, (batch_size, action_dim), actions.device, self.antithetic)
             noisy_actions = actions + sigma * z  # (n_draws, batch, action_dim), eq. 4
             state_features, outcome = self.denoiser.encode(
@@ -447,7 +477,7 @@ class DenoisePG(OffPolicyAlgorithm):
         self._step(self.critic.optimizer, loss)
 
     def _update_denoiser(self, replay_data: Samples, stats: dict[str, list[float]], reward_known: bool = True) -> None:
-        actions, sigma = replay_data.actions, self.denoiser_sigma
+        actions, sigma = replay_data.actions, self.current_sigma
         noisy_actions = actions + sigma * th.randn_like(actions)
         # Conditioning dropout: a fraction of the batch learns D(a~ | s) through the null outcome
         condition = th.rand(actions.shape[0], 1, device=actions.device) >= self.cond_dropout
@@ -555,7 +585,8 @@ class DenoisePG(OffPolicyAlgorithm):
             replay_data = self._sample_recent(replay_data.actions.shape[0])
             td_targets = self.td_target(replay_data)
         estimate = self.estimate(replay_data, td_targets)
-        actions = self.actor(replay_data.observations)
+        preactivations = self._actor_preactivations(replay_data.observations)
+        actions = th.tanh(preactivations)
         if self.actor_gradient == "regression":
             gradient, policy_actions, weights = self._regression_gradient(replay_data, estimate, actions, stats), actions, None
         else:
@@ -563,11 +594,18 @@ class DenoisePG(OffPolicyAlgorithm):
         if self.normalize_action_gradient:
             gradient = normalize_by_rms(gradient)
         loss = actor_loss_from_gradient(policy_actions, gradient, weights)
+        if self.actor_preactivation_penalty > 0:
+            loss = loss + self.actor_preactivation_penalty * preactivation_penalty(preactivations)
         stats["actor_loss"].append(self._checked("actor_loss", loss))
         stats["action_gradient_norm"].append(estimate.gradient.norm(dim=1).mean().item())
         stats["actor_saturation"].append((actions.detach().abs() > 0.99).float().mean().item())
         self._step(self.actor.optimizer, loss)
         return replay_data, estimate
+
+    def _actor_preactivations(self, observations: th.Tensor | dict[str, th.Tensor]) -> th.Tensor:
+        """The actor's output before its final tanh (``mu_theta(s) = tanh(u)``), computed once for loss and penalty."""
+        features = self.actor.extract_features(observations, self.actor.features_extractor)
+        return self.actor.mu[:-1](features)
 
     def _update_targets(self) -> None:
         polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
@@ -603,6 +641,8 @@ class DenoisePG(OffPolicyAlgorithm):
                 self._update_targets()
 
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        if callable(self.denoiser_sigma):
+            self.logger.record("train/denoiser_sigma", self.current_sigma)
         for key, values in stats.items():
             self.logger.record(f"train/{key}", float(np.mean(values)))
         if last_actor_update is not None and self._n_updates >= self._next_diagnostics:
