@@ -99,6 +99,8 @@ HALFCHEETAH: Variants = {
     "td3": {},
     "no kernel localisation": {"actor_kernel_width": None},
     "no kernel, sigma 0.1": {"actor_kernel_width": None, "denoiser_sigma": 0.1},
+    "pre-activation penalty 0.01": {"actor_preactivation_penalty": 0.01},
+    "pre-activation penalty 0.001": {"actor_preactivation_penalty": 0.001},
 }
 
 STUDIES = {
