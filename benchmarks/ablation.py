@@ -6,10 +6,12 @@ shared settings and its variants; each variant changes some settings of the stud
   rate 1e-3, batch 256, buffer 200k), ``learning_starts=5000`` (uniformly random actions), 15k steps and ``[64, 64]``
   networks, so that 5 seeds of every variant (about 50 s a run) fit in minutes on 2 cores. Its base is DenoisePG's
   defaults with ``denoiser_sigma=0.1`` (the default when the first round was measured; ``0.2`` won it and is the
-  default now), so that the committed runs stay reproducible.
+  default now) and ``actor_preactivation_penalty=0`` (the default until the third round), so that the committed runs
+  stay reproducible.
 - ``halfcheetah``: HalfCheetah-v5 with the zoo's TD3 MuJoCo settings (``learning_starts=10000``, normal action noise
   0.1, ``[400, 300]``), 30k steps (12-15 minutes a DenoisePG run on one core): the actor saturation of the standard
-  suite's run, and what changes it. Its base is today's defaults.
+  suite's run, and what changes it. Its base is the defaults of the time, ``actor_preactivation_penalty=0``: the
+  penalty it found (``0.01``) is today's default.
 
 Deterministic evaluation on ``--eval-episodes`` episodes every ``--eval-freq`` steps, the same start states for every
 variant of a seed. Each run is a process with one torch thread; finished runs (one JSON each) are not redone.
@@ -89,18 +91,22 @@ PENDULUM_SECOND_ROUND: Variants = {
     "sigma 0.2, outcome without reward": {"denoiser_sigma": 0.2, "condition_on_reward": False},
     "sigma 0.2, baseline from one critic": {"denoiser_sigma": 0.2, "baseline_reduction": "first"},
 }
-# From today's defaults (sigma 0.2): the levers measured after the MuJoCo runs (stop 8)
+# From the defaults of stop 7 (sigma 0.2, no penalty): the levers measured with the MuJoCo study (stop 8)
 PENDULUM_THIRD_ROUND: Variants = {
     "sigma annealed 0.4 to 0.1": {"denoiser_sigma": LinearSchedule(0.4, 0.1, 1.0)},
     "sigma 0.2, pre-activation penalty 0.01": {"denoiser_sigma": 0.2, "actor_preactivation_penalty": 0.01},
+    "sigma 0.2, kernel width 0.5": {"denoiser_sigma": 0.2, "actor_kernel_width": 0.5},
+    "sigma 0.2, no kernel localisation": {"denoiser_sigma": 0.2, "actor_kernel_width": None},
 }
 HALFCHEETAH: Variants = {
-    "defaults": {},
+    "base": {},
     "td3": {},
     "no kernel localisation": {"actor_kernel_width": None},
     "no kernel, sigma 0.1": {"actor_kernel_width": None, "denoiser_sigma": 0.1},
     "pre-activation penalty 0.01": {"actor_preactivation_penalty": 0.01},
     "pre-activation penalty 0.001": {"actor_preactivation_penalty": 0.001},
+    "no kernel, pre-activation penalty 0.01": {"actor_kernel_width": None, "actor_preactivation_penalty": 0.01},
+    "kernel width 0.5": {"actor_kernel_width": 0.5},
 }
 
 STUDIES = {
@@ -108,7 +114,8 @@ STUDIES = {
         env_id="Pendulum-v1",
         settings=dict(gamma=0.98, buffer_size=200_000),
         noise_std=0.1,
-        base={"denoiser_sigma": 0.1},
+        # Every round's runs were made with the pre-activation penalty off, the default before stop 8
+        base={"denoiser_sigma": 0.1, "actor_preactivation_penalty": 0.0},
         panels={
             "first round": list(PENDULUM_FIRST_ROUND),
             "second round": ["td3", "sigma 0.2", *PENDULUM_SECOND_ROUND],
@@ -125,7 +132,8 @@ STUDIES = {
         env_id="HalfCheetah-v5",
         settings=dict(buffer_size=1_000_000),
         noise_std=0.1,
-        base={},
+        # The defaults of stop 7, when the study began: the penalty is the lever it found
+        base={"actor_preactivation_penalty": 0.0},
         panels={"actor saturation": list(HALFCHEETAH)},
         variants=HALFCHEETAH,
         steps=30_000,

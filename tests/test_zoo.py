@@ -28,6 +28,7 @@ ESTIMATOR_KEYS = (
     "normalize_action_gradient",
     "baseline_reduction",
     "baseline_action",
+    "actor_preactivation_penalty",
 )
 REQUIRED_DENOISE_PG_ENVS = (
     "Pendulum-v1",
