@@ -106,8 +106,6 @@ HALFCHEETAH: Variants = {
     "no kernel, sigma 0.1": {"actor_kernel_width": None, "denoiser_sigma": 0.1},
     "pre-activation penalty 0.01": {"actor_preactivation_penalty": 0.01},
     "pre-activation penalty 0.001": {"actor_preactivation_penalty": 0.001},
-    "no kernel, pre-activation penalty 0.01": {"actor_kernel_width": None, "actor_preactivation_penalty": 0.01},
-    "kernel width 0.5": {"actor_kernel_width": 0.5},
 }
 # Whether the penalty found on HalfCheetah-v5 carries over
 HOPPER: Variants = {
@@ -291,14 +289,22 @@ def main(argv: list[str] | None = None) -> None:
     args.output = args.output or output_dir(args.study)
     (args.output / "runs").mkdir(parents=True, exist_ok=True)
     plan = [(variant, seed) for seed in range(args.seeds) for variant in args.variants or study.variants]
-    results = run_plan(
+    run_plan(
         plan,
         functools.partial(run_one, args),
         functools.partial(run_path, args.output),
         args.jobs,
         lambda r: f"{r['variant']} seed {r['seed']}: {r['returns'][-1]:.1f} ({r['wall_time_s']:.0f} s)",
     )
-    print(report(study, results, args.output, " ".join(["python -m benchmarks.ablation", *argv])))
+    print(report(study, load_runs(study, args.output), args.output, " ".join(["python -m benchmarks.ablation", *argv])))
+
+
+def load_runs(study: Study, output: Path) -> list[dict]:
+    """Every finished run of the study's variants in ``output``, not only this command's: the table shows all."""
+    runs = [json.loads(path.read_text()) for path in (output / "runs").glob("*.json")]
+    order = list(study.variants)
+    runs = [run for run in runs if run["variant"] in order]
+    return sorted(runs, key=lambda run: (order.index(run["variant"]), run["seed"]))
 
 
 if __name__ == "__main__":
