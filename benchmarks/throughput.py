@@ -35,6 +35,8 @@ ALGOS: dict[str, tuple[str, dict[str, Any]]] = {
     "denoise_pg-4_draws": ("sb3_denoise_pg:DenoisePG", {"n_noise_samples": 4}),
     "denoise_pg-4_draws-one_critic": ("sb3_denoise_pg:DenoisePG", {"n_noise_samples": 4, "baseline_reduction": "first"}),
     "denoise_pg-regression": ("sb3_denoise_pg:DenoisePG", {"actor_gradient": "regression"}),
+    # The defaults before stop 8: the cost of the pre-activation penalty
+    "denoise_pg-no_penalty": ("sb3_denoise_pg:DenoisePG", {"actor_preactivation_penalty": 0.0}),
 }
 # The same for all algorithms: one gradient step of batch 256 per env step, on [400, 300] networks
 SETTINGS: dict[str, Any] = dict(
