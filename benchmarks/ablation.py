@@ -201,11 +201,13 @@ def final_saturation(model: Any, states: int = 1000) -> float:
     """Fraction of the actor's action dimensions beyond |0.99| on the last ``states`` observations of its buffer."""
     import torch as th
 
+    from sb3_denoise_pg.common.estimator import saturation
+
     buffer = model.replay_buffer
     observations = buffer.observations[max(buffer.pos - states, 0) : buffer.pos].reshape(-1, *buffer.obs_shape)
     with th.no_grad():
         actions = model.actor(th.as_tensor(observations, dtype=th.float32))
-    return round(float((actions.abs() > 0.99).float().mean()), 3)
+    return round(saturation(actions), 3)
 
 
 def run_path(output: Path, variant: str, seed: int) -> Path:

@@ -12,6 +12,7 @@ from sb3_denoise_pg.common.estimator import (
     denoising_loss,
     normalize_by_rms,
     preactivation_penalty,
+    saturation,
     score_difference,
     score_difference_gradient,
     td_loss,
@@ -65,6 +66,7 @@ def test_losses():
     th.testing.assert_close(preactivation_penalty(u), th.tensor(7.0))
     preactivation_penalty(u).backward()
     th.testing.assert_close(u.grad, u.detach())
+    assert saturation(th.tensor([[0.995, -1.0], [0.5, -0.2]])) == 0.5
 
 
 def _fill_with_behaviour(model: DenoisePG, env: LinearGaussianWorld, n: int, tau: float, seed: int = 0) -> None:

@@ -140,6 +140,18 @@ def preactivation_penalty(preactivations: th.Tensor) -> th.Tensor:
     return preactivations.pow(2).sum(dim=1).mean()
 
 
+def saturation(actions: th.Tensor, threshold: float = 0.99) -> float:
+    """
+    Share of action dimensions beyond ``|threshold|`` of the tanh bounds, where the actor's gradient vanishes
+    (``train/actor_saturation``; ESTIMATOR.md, "Diagnostics worth logging").
+
+    :param actions: Scaled actions in ``[-1, 1]``, any shape
+    :param threshold: Where an action counts as saturated
+    :return: A fraction in ``[0, 1]``
+    """
+    return (actions.detach().abs() > threshold).float().mean().item()
+
+
 def denoising_loss(denoised: th.Tensor, clean_actions: th.Tensor, sigma: float) -> th.Tensor:
     """
     MSE of the denoiser in units of the noise: ``mean ||D(a~) - a||^2 / sigma^2``. Minimised by

@@ -25,6 +25,7 @@ from sb3_denoise_pg.common.estimator import (
     kernel_weights,
     normalize_by_rms,
     preactivation_penalty,
+    saturation,
     score_difference_gradient,
     td_loss,
 )
@@ -599,7 +600,7 @@ class DenoisePG(OffPolicyAlgorithm):
             loss = loss + self.actor_preactivation_penalty * preactivation_penalty(preactivations)
         stats["actor_loss"].append(self._checked("actor_loss", loss))
         stats["action_gradient_norm"].append(estimate.gradient.norm(dim=1).mean().item())
-        stats["actor_saturation"].append((actions.detach().abs() > 0.99).float().mean().item())
+        stats["actor_saturation"].append(saturation(actions))
         self._step(self.actor.optimizer, loss)
         return replay_data, estimate
 
