@@ -48,6 +48,8 @@ def test_unbounded_box():
         (dict(denoiser_sigma="0.1"), "denoiser_sigma must be a finite number > 0"),
         (dict(n_noise_samples=0), r"n_noise_samples must be an integer >= 1"),
         (dict(n_noise_samples=2.5), r"n_noise_samples must be an integer >= 1"),
+        (dict(n_noise_samples=True), r"n_noise_samples must be an integer >= 1"),
+        (dict(actor_kernel_width=float("nan")), r"actor_kernel_width must be None or a finite number > 0"),
         (dict(cond_dropout=1.0), r"cond_dropout must be in \[0, 1\)"),
         (dict(cond_dropout=-0.1), r"cond_dropout must be in \[0, 1\)"),
         (dict(policy_delay=0), r"policy_delay must be an integer >= 1"),
@@ -63,6 +65,20 @@ def test_unbounded_box():
 def test_bad_hyperparameters(kwargs, message):
     with pytest.raises(ValueError, match=message):
         DenoisePG("MlpPolicy", "Pendulum-v1", **kwargs)
+
+
+def test_numpy_scalar_hyperparameters_accepted():
+    # Values read from a config or an optuna sampler are often numpy scalars
+    model = DenoisePG(
+        "MlpPolicy",
+        "Pendulum-v1",
+        denoiser_sigma=np.float32(0.3),
+        n_noise_samples=np.int64(2),
+        learning_starts=16,
+        batch_size=8,
+    )
+    model.learn(24)
+    assert model.current_sigma == pytest.approx(0.3)
 
 
 def test_zero_cond_dropout_warns():

@@ -67,9 +67,23 @@ def check_action_space(action_space: spaces.Space) -> None:
         raise ValueError(f"DenoisePG needs a Box action space with finite bounds, got {action_space}.")
 
 
+def _require(condition: bool, requirement: str, value: Any) -> None:
+    """Raise a ``ValueError`` that states ``requirement`` and the value given, unless ``condition`` holds."""
+    if not condition:
+        raise ValueError(f"{requirement}, got {value!r}")
+
+
+def _is_number(value: Any) -> bool:
+    """A finite real number (numpy scalars included, booleans not)."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def _check_sigma(sigma: float) -> float:
-    if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"denoiser_sigma must be a finite number > 0, got {sigma!r}")
+    _require(_is_number(sigma) and sigma > 0, "denoiser_sigma must be a finite number > 0", sigma)
     return sigma
 
 
@@ -286,34 +300,35 @@ class DenoisePG(OffPolicyAlgorithm):
     ) -> None:
         if not callable(denoiser_sigma):
             _check_sigma(denoiser_sigma)
-        if not (isinstance(n_noise_samples, (int, np.integer)) and n_noise_samples >= 1):
-            raise ValueError(f"n_noise_samples must be an integer >= 1, got {n_noise_samples!r}")
-        if not (isinstance(cond_dropout, (int, float)) and 0 <= cond_dropout < 1):
-            raise ValueError(f"cond_dropout must be in [0, 1), got {cond_dropout!r}")
+        _require(
+            _is_integer(n_noise_samples) and n_noise_samples >= 1, "n_noise_samples must be an integer >= 1", n_noise_samples
+        )
+        _require(_is_number(cond_dropout) and 0 <= cond_dropout < 1, "cond_dropout must be in [0, 1)", cond_dropout)
         if cond_dropout == 0:
             warnings.warn("cond_dropout=0: the unconditional denoiser D(a~ | s) is never trained", stacklevel=3)
-        if not (isinstance(policy_delay, (int, np.integer)) and policy_delay >= 1):
-            raise ValueError(f"policy_delay must be an integer >= 1, got {policy_delay!r}")
-        if baseline_reduction not in ("mean", "min", "first"):
-            raise ValueError(f"baseline_reduction must be 'mean', 'min' or 'first', got {baseline_reduction!r}")
-        if actor_kernel_width is not None and not (
-            isinstance(actor_kernel_width, (int, float)) and math.isfinite(actor_kernel_width) and actor_kernel_width > 0
-        ):
-            raise ValueError(f"actor_kernel_width must be None or a finite number > 0, got {actor_kernel_width!r}")
-        if baseline_action not in ("noised", "clean"):
-            raise ValueError(f"baseline_action must be 'noised' or 'clean', got {baseline_action!r}")
-        if actor_gradient not in ("direct", "regression"):
-            raise ValueError(f"actor_gradient must be 'direct' or 'regression', got {actor_gradient!r}")
-        if actor_batch_window is not None and not (
-            isinstance(actor_batch_window, (int, np.integer)) and actor_batch_window >= 1
-        ):
-            raise ValueError(f"actor_batch_window must be None or an integer >= 1, got {actor_batch_window!r}")
-        if not (
-            isinstance(actor_preactivation_penalty, (int, float))
-            and math.isfinite(actor_preactivation_penalty)
-            and actor_preactivation_penalty >= 0
-        ):
-            raise ValueError(f"actor_preactivation_penalty must be a finite number >= 0, got {actor_preactivation_penalty!r}")
+        _require(_is_integer(policy_delay) and policy_delay >= 1, "policy_delay must be an integer >= 1", policy_delay)
+        _require(
+            baseline_reduction in ("mean", "min", "first"),
+            "baseline_reduction must be 'mean', 'min' or 'first'",
+            baseline_reduction,
+        )
+        _require(
+            actor_kernel_width is None or (_is_number(actor_kernel_width) and actor_kernel_width > 0),
+            "actor_kernel_width must be None or a finite number > 0",
+            actor_kernel_width,
+        )
+        _require(baseline_action in ("noised", "clean"), "baseline_action must be 'noised' or 'clean'", baseline_action)
+        _require(actor_gradient in ("direct", "regression"), "actor_gradient must be 'direct' or 'regression'", actor_gradient)
+        _require(
+            actor_batch_window is None or (_is_integer(actor_batch_window) and actor_batch_window >= 1),
+            "actor_batch_window must be None or an integer >= 1",
+            actor_batch_window,
+        )
+        _require(
+            _is_number(actor_preactivation_penalty) and actor_preactivation_penalty >= 0,
+            "actor_preactivation_penalty must be a finite number >= 0",
+            actor_preactivation_penalty,
+        )
 
     def _get_policy_from_name(self, policy_name: str) -> type[BasePolicy]:
         if policy_name not in self.policy_aliases:
