@@ -99,6 +99,20 @@ PENDULUM_THIRD_ROUND: Variants = {
     "sigma 0.2, kernel width 0.5": {"denoiser_sigma": 0.2, "actor_kernel_width": 0.5},
     "sigma 0.2, no kernel localisation": {"denoiser_sigma": 0.2, "actor_kernel_width": None},
 }
+# From today's defaults (sigma 0.2, penalty 0.01; stop 10): several sigma levels averaged, the sigma lever left
+PENDULUM_FOURTH_ROUND: Variants = {
+    f"penalty 0.01, sigma levels {'/'.join(map(str, levels))}{suffix}": {
+        "denoiser_sigma": list(levels),
+        "actor_preactivation_penalty": 0.01,
+        **extra,
+    }
+    for levels, suffix, extra in (
+        ((0.1, 0.2, 0.4), "", {}),
+        ((0.2, 0.4), "", {}),
+        ((0.05, 0.2), "", {}),
+        ((0.1, 0.2, 0.4), ", 16 draws", {"n_noise_samples": 16}),
+    )
+}
 HALFCHEETAH: Variants = {
     "base": {},
     "td3": {},
@@ -144,8 +158,9 @@ STUDIES = {
             "first round": list(PENDULUM_FIRST_ROUND),
             "second round": ["td3", "sigma 0.2", *PENDULUM_SECOND_ROUND],
             "third round": ["td3", "sigma 0.2", *PENDULUM_THIRD_ROUND],
+            "fourth round": ["td3", "sigma 0.2, pre-activation penalty 0.01", *PENDULUM_FOURTH_ROUND],
         },
-        variants={**PENDULUM_FIRST_ROUND, **PENDULUM_SECOND_ROUND, **PENDULUM_THIRD_ROUND},
+        variants={**PENDULUM_FIRST_ROUND, **PENDULUM_SECOND_ROUND, **PENDULUM_THIRD_ROUND, **PENDULUM_FOURTH_ROUND},
         steps=15_000,
         learning_starts=5_000,
         eval_freq=2_500,

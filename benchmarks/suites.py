@@ -63,6 +63,8 @@ _QUICK_ENVS = (
     EnvBudget("MountainCarContinuous-v0", 20_000),
     # The zoo's settings (of InvertedPendulumBulletEnv) start learning after 10k steps, the whole budget here
     EnvBudget("InvertedPendulum-v5", 10_000, hyperparams=("learning_starts:1000",)),
+    # The noisy worlds' MuJoCo task that fits the quick suite (added in stop 10)
+    EnvBudget("sb3_denoise_pg/NoisyInvertedPendulum-v5", 10_000, hyperparams=("learning_starts:1000",)),
 )
 
 _STANDARD_MUJOCO = tuple(

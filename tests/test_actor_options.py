@@ -159,6 +159,25 @@ def test_annealed_sigma_follows_its_schedule_and_survives_save_load(tmp_path):
     assert loaded.denoiser_sigma(0.5) == pytest.approx(0.25)
 
 
+def test_several_sigma_levels_are_drawn_per_transition_and_survive_save_load(tmp_path):
+    model = DenoisePG("MlpPolicy", "Pendulum-v1", seed=0, denoiser_sigma=[0.1, 0.4], **SMALL)
+    assert model.denoiser_sigma == (0.1, 0.4) and model.current_sigma == pytest.approx(0.25)
+    sigmas = model.sample_sigma(1000)
+    assert sigmas.shape == (1000, 1) and sorted(sigmas.unique().tolist()) == pytest.approx([0.1, 0.4])
+    model.learn(200)
+    assert np.isfinite(model.logger.name_to_value["train/denoiser_loss"])
+    batch = model.replay_buffer.sample(16)
+    estimate = model.estimate(batch)
+    assert estimate.per_draw.shape == (4, 16, 1)
+    # Each transition's draws share one level, so antithetic pairs stay pairs around its action
+    offsets = estimate.noisy_actions - batch.actions
+    th.testing.assert_close(offsets[:2], -offsets[2:])
+    model.save(tmp_path / "model.zip")
+    loaded = DenoisePG.load(tmp_path / "model.zip", env=gym.make("Pendulum-v1"))
+    assert loaded.denoiser_sigma == (0.1, 0.4)
+    loaded.learn(60, reset_num_timesteps=False)
+
+
 def test_a_schedule_that_leaves_the_positive_numbers_fails_clearly():
     model = DenoisePG("MlpPolicy", "Pendulum-v1", seed=0, denoiser_sigma=LinearSchedule(0.2, -0.2, 1.0), **SMALL)
     with pytest.raises(ValueError, match="denoiser_sigma must be a finite number > 0"):

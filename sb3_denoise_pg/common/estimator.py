@@ -35,7 +35,7 @@ def antithetic_normal(
     return th.cat([half, -half], dim=0)[:n_samples]
 
 
-def score_difference(denoised_cond: th.Tensor, denoised_uncond: th.Tensor, sigma: float) -> th.Tensor:
+def score_difference(denoised_cond: th.Tensor, denoised_uncond: th.Tensor, sigma: float | th.Tensor) -> th.Tensor:
     """
     Estimate of ``grad_a log p(o | s, a)`` at the noised action (eq. 3 and 4):
     ``(D(a~ | s, o) - D(a~ | s)) / sigma^2``. Tweedie's formula needs the division by ``sigma^2``: the seed
@@ -43,7 +43,7 @@ def score_difference(denoised_cond: th.Tensor, denoised_uncond: th.Tensor, sigma
 
     :param denoised_cond: ``D(a~ | s, o)``, shape ``(n, action_dim)``
     :param denoised_uncond: ``D(a~ | s)``, shape ``(n, action_dim)``
-    :param sigma: Standard deviation of the noise that made ``a~``
+    :param sigma: Standard deviation of the noise that made ``a~``, one for all rows or one per row (``(n, 1)``)
     :return: Score difference, shape ``(n, action_dim)``
     """
     _check_same_shape(denoised_cond=denoised_cond, denoised_uncond=denoised_uncond)
@@ -55,7 +55,7 @@ def score_difference_gradient(
     baselines: th.Tensor,
     denoised_cond: th.Tensor,
     denoised_uncond: th.Tensor,
-    sigma: float,
+    sigma: float | th.Tensor,
 ) -> th.Tensor:
     """
     One-sample estimate of ``grad_a Q(s, a)`` (eq. 5): ``G_hat = (y - b(s, a~)) * (D(a~|s,o) - D(a~|s)) / sigma^2``.
@@ -67,7 +67,7 @@ def score_difference_gradient(
     :param baselines: ``b(s, a~)``, shape ``(n, 1)``
     :param denoised_cond: ``D(a~ | s, o)``, shape ``(n, action_dim)``
     :param denoised_uncond: ``D(a~ | s)``, shape ``(n, action_dim)``
-    :param sigma: Standard deviation of the denoiser's noise
+    :param sigma: Standard deviation of the denoiser's noise, one for all rows or one per row (``(n, 1)``)
     :return: ``G_hat``, shape ``(n, action_dim)``
     """
     _check_same_shape(td_targets=td_targets, baselines=baselines)
@@ -152,7 +152,7 @@ def saturation(actions: th.Tensor, threshold: float = 0.99) -> float:
     return (actions.detach().abs() > threshold).float().mean().item()
 
 
-def denoising_loss(denoised: th.Tensor, clean_actions: th.Tensor, sigma: float) -> th.Tensor:
+def denoising_loss(denoised: th.Tensor, clean_actions: th.Tensor, sigma: float | th.Tensor) -> th.Tensor:
     """
     MSE of the denoiser in units of the noise: ``mean ||D(a~) - a||^2 / sigma^2``. Minimised by
     ``D = E[a | a~, ...]``, the posterior mean that Tweedie's formula needs; dividing by ``sigma^2`` keeps the
@@ -160,11 +160,11 @@ def denoising_loss(denoised: th.Tensor, clean_actions: th.Tensor, sigma: float) 
 
     :param denoised: Denoiser output, shape ``(n, action_dim)``
     :param clean_actions: Replay actions ``a``, shape ``(n, action_dim)``
-    :param sigma: Noise standard deviation
+    :param sigma: Noise standard deviation, one for all rows or one per row (shape ``(n, 1)``)
     :return: Scalar loss
     """
     _check_same_shape(denoised=denoised, clean_actions=clean_actions)
-    return F.mse_loss(denoised, clean_actions) / sigma**2
+    return ((denoised - clean_actions).pow(2) / sigma**2).mean()
 
 
 def gradient_regression_loss(predicted: th.Tensor, estimates: th.Tensor) -> th.Tensor:

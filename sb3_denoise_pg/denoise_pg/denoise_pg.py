@@ -1,6 +1,7 @@
 import math
 import warnings
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import numpy as np
@@ -87,6 +88,18 @@ def _check_sigma(sigma: float) -> float:
     return sigma
 
 
+def _sigma_setting(denoiser_sigma: float | Sequence[float] | Schedule) -> float | tuple[float, ...] | Schedule:
+    """``denoiser_sigma`` checked: a schedule as it is, several levels as a tuple of floats, else a float."""
+    if callable(denoiser_sigma):
+        return denoiser_sigma
+    if isinstance(denoiser_sigma, (list, tuple)):
+        _require(len(denoiser_sigma) >= 1, "denoiser_sigma levels must be a non-empty list", denoiser_sigma)
+        for level in denoiser_sigma:
+            _require(_is_number(level) and level > 0, "denoiser_sigma levels must be finite numbers > 0", denoiser_sigma)
+        return tuple(float(level) for level in denoiser_sigma)
+    return float(_check_sigma(denoiser_sigma))
+
+
 class DenoisePG(OffPolicyAlgorithm):
     """
     Denoising Policy Gradients (DenoisePG).
@@ -126,7 +139,9 @@ class DenoisePG(OffPolicyAlgorithm):
     :param denoiser_sigma: Standard deviation ``sigma`` of the noise added to replay actions (in the scaled
         action space ``[-1, 1]``); trades bias (large) against variance (small). Must be > 0. It can be a function
         of the current progress remaining (from 1 to 0), e.g. ``LinearSchedule(0.4, 0.1, 1.0)`` to anneal it: the
-        denoiser takes sigma as an input, so it keeps up with a schedule.
+        denoiser takes sigma as an input, so it keeps up with a schedule. A list of levels, e.g. ``[0.1, 0.2, 0.4]``,
+        averages several: each transition of a batch draws one level uniformly, for the denoiser's training and for
+        the estimate (its draws share it), which then follows the mean of the levels' smoothed ``grad_a Q``.
     :param n_noise_samples: Number of noise draws ``z`` averaged per transition, in one batched pass. Must be >= 1.
     :param antithetic: Whether the noise draws come in antithetic pairs ``(z, -z)``
     :param cond_dropout: Probability that a denoiser training sample sees the null outcome instead of its own,
@@ -201,7 +216,7 @@ class DenoisePG(OffPolicyAlgorithm):
         policy_delay: int = 2,
         target_policy_noise: float = 0.2,
         target_noise_clip: float = 0.5,
-        denoiser_sigma: float | Schedule = 0.2,
+        denoiser_sigma: float | Sequence[float] | Schedule = 0.2,
         n_noise_samples: int = 8,
         antithetic: bool = True,
         cond_dropout: float = 0.5,
@@ -268,7 +283,7 @@ class DenoisePG(OffPolicyAlgorithm):
         self.policy_delay = policy_delay
         self.target_policy_noise = target_policy_noise
         self.target_noise_clip = target_noise_clip
-        self.denoiser_sigma = denoiser_sigma if callable(denoiser_sigma) else float(denoiser_sigma)
+        self.denoiser_sigma = _sigma_setting(denoiser_sigma)
         self.n_noise_samples = n_noise_samples
         self.antithetic = antithetic
         self.cond_dropout = cond_dropout
@@ -287,7 +302,7 @@ class DenoisePG(OffPolicyAlgorithm):
 
     @staticmethod
     def _check_hyperparameters(
-        denoiser_sigma: float | Schedule,
+        denoiser_sigma: float | Sequence[float] | Schedule,
         n_noise_samples: int,
         cond_dropout: float,
         policy_delay: int,
@@ -298,8 +313,7 @@ class DenoisePG(OffPolicyAlgorithm):
         actor_batch_window: int | None,
         actor_preactivation_penalty: float,
     ) -> None:
-        if not callable(denoiser_sigma):
-            _check_sigma(denoiser_sigma)
+        _sigma_setting(denoiser_sigma)
         _require(
             _is_integer(n_noise_samples) and n_noise_samples >= 1, "n_noise_samples must be an integer >= 1", n_noise_samples
         )
@@ -338,6 +352,8 @@ class DenoisePG(OffPolicyAlgorithm):
     def _setup_model(self) -> None:
         # The policy builds the regression head only when the actor follows it (saved with the policy's kwargs)
         self.policy_kwargs["gradient_head"] = self.actor_gradient == "regression"
+        # load() restores sigma levels from JSON as a list
+        self.denoiser_sigma = _sigma_setting(self.denoiser_sigma)
         super()._setup_model()
         if self.actor_batch_window is not None and isinstance(self.replay_buffer, HerReplayBuffer):
             raise ValueError(
@@ -364,10 +380,22 @@ class DenoisePG(OffPolicyAlgorithm):
 
     @property
     def current_sigma(self) -> float:
-        """``denoiser_sigma``, or its schedule's value at the current progress remaining."""
+        """``denoiser_sigma``, its schedule's value at the current progress remaining, or its levels' mean."""
+        if isinstance(self.denoiser_sigma, tuple):
+            return float(np.mean(self.denoiser_sigma))
         if not callable(self.denoiser_sigma):
             return self.denoiser_sigma
         return _check_sigma(float(self.denoiser_sigma(self._current_progress_remaining)))
+
+    def sample_sigma(self, n_rows: int) -> float | th.Tensor:
+        """
+        The noise level of each of ``n_rows`` transitions: ``current_sigma``, or with several levels one of them
+        drawn uniformly per row, shape ``(n_rows, 1)``.
+        """
+        if not isinstance(self.denoiser_sigma, tuple):
+            return self.current_sigma
+        levels = th.tensor(self.denoiser_sigma, device=self.device)
+        return levels[th.randint(len(levels), (n_rows, 1), device=self.device)]
 
     # ---- the estimator ------------------------------------------------------------------------------------
 
@@ -408,9 +436,12 @@ class DenoisePG(OffPolicyAlgorithm):
                 td_targets = self.td_target(replay_data)
             actions = replay_data.actions
             batch_size, action_dim = actions.shape
-            n_draws, sigma = self.n_noise_samples, self.current_sigma
+            # One level per transition, shared by its draws: antithetic pairs stay pairs
+            n_draws, sigma = self.n_noise_samples, self.sample_sigma(batch_size)
             z = antithetic_normal(n_draws, (batch_size, action_dim), actions.device, self.antithetic)
             noisy_actions = actions + sigma * z  # (n_draws, batch, action_dim), eq. 4
+            if isinstance(sigma, th.Tensor):
+                sigma = sigma.repeat(n_draws, 1)
             state_features, outcome = self.denoiser.encode(
                 replay_data.observations,
                 replay_data.next_observations,
@@ -494,7 +525,7 @@ class DenoisePG(OffPolicyAlgorithm):
         self._step(self.critic.optimizer, loss)
 
     def _update_denoiser(self, replay_data: Samples, stats: dict[str, list[float]], reward_known: bool = True) -> None:
-        actions, sigma = replay_data.actions, self.current_sigma
+        actions, sigma = replay_data.actions, self.sample_sigma(replay_data.actions.shape[0])
         noisy_actions = actions + sigma * th.randn_like(actions)
         # Conditioning dropout: a fraction of the batch learns D(a~ | s) through the null outcome
         condition = th.rand(actions.shape[0], 1, device=actions.device) >= self.cond_dropout

@@ -112,32 +112,33 @@ class Denoiser(_StateActionNet):
         state_features: th.Tensor,
         outcome: th.Tensor,
         condition: th.Tensor,
-        sigma: float,
+        sigma: float | th.Tensor,
     ) -> th.Tensor:
         """
         :param noisy_actions: ``a~``, shape ``(n, action_dim)``
         :param state_features: From ``encode``, shape ``(n, features_dim)``
         :param outcome: From ``encode``, shape ``(n, features_dim + 3)``
         :param condition: Boolean, shape ``(n, 1)``: whether row ``i`` sees its outcome or the null outcome
-        :param sigma: Noise standard deviation that made ``a~``
+        :param sigma: Noise standard deviation that made ``a~``: one for all rows, or one per row, shape ``(n, 1)``
         :return: The denoised action ``D``, shape ``(n, action_dim)``
         """
         outcome = th.where(condition, outcome, self.null_outcome)
-        sigma_column = th.full_like(condition, sigma, dtype=noisy_actions.dtype)
+        sigma_column = th.as_tensor(sigma, dtype=noisy_actions.dtype, device=noisy_actions.device).expand(condition.shape)
         net_input = th.cat([noisy_actions, state_features, outcome, condition.to(noisy_actions.dtype), sigma_column], 1)
         return noisy_actions - sigma * self.noise_net(net_input)
 
     def denoise_both(
-        self, noisy_actions: th.Tensor, state_features: th.Tensor, outcome: th.Tensor, sigma: float
+        self, noisy_actions: th.Tensor, state_features: th.Tensor, outcome: th.Tensor, sigma: float | th.Tensor
     ) -> tuple[th.Tensor, th.Tensor]:
         """
-        ``D(a~ | s, o)`` and ``D(a~ | s)`` in one batched forward pass.
+        ``D(a~ | s, o)`` and ``D(a~ | s)`` in one batched forward pass; ``sigma`` as in ``forward``.
 
         :return: conditional and unconditional denoised actions, each ``(n, action_dim)``
         """
         n_rows = noisy_actions.shape[0]
         condition = th.ones(2 * n_rows, 1, dtype=th.bool, device=noisy_actions.device)
         condition[n_rows:] = False
+        sigma = th.as_tensor(sigma, dtype=noisy_actions.dtype, device=noisy_actions.device).expand(n_rows, 1).repeat(2, 1)
         denoised = self(noisy_actions.repeat(2, 1), state_features.repeat(2, 1), outcome.repeat(2, 1), condition, sigma)
         return denoised[:n_rows], denoised[n_rows:]
 
