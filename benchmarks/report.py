@@ -144,6 +144,28 @@ def final_return_table(runs: list[Run], env_ids: list[str], algos: list[str], n_
     return markdown_table(["Env", *algos], rows)
 
 
+def per_seed_table(runs: list[Run], env_ids: list[str], algos: list[str]) -> str:
+    """
+    Every seed's final return, and each algorithm's paired difference to TD3 over the seeds both finished: a seed
+    evaluates every algorithm from the same start states, so the pairs cancel the start states' share of the return.
+    """
+    rows = []
+    for env_id in env_ids:
+        td3 = {run.seed: run.final_return for run in runs if (run.env_id, run.algo) == (env_id, "td3")}
+        for algo in algos:
+            finals = {run.seed: run.final_return for run in runs if (run.env_id, run.algo) == (env_id, algo)}
+            if not finals:
+                continue
+            differences = [finals[seed] - td3[seed] for seed in sorted(finals) if seed in td3]
+            paired = ""
+            if algo != "td3" and differences:
+                ahead = sum(difference > 0 for difference in differences)
+                paired = f"{np.mean(differences):+.1f} ({ahead}/{len(differences)} seeds ahead)"
+            per_seed = ", ".join(f"{seed}: {finals[seed]:.1f}" for seed in sorted(finals))
+            rows.append([env_id, algo, per_seed, paired])
+    return markdown_table(["Env", "Algorithm", "seed: final return", "minus TD3, same seeds: mean (seeds ahead)"], rows)
+
+
 def _common_seed_scores(runs: list[Run], env_ids: list[str], algo: str) -> np.ndarray:
     """Final returns (seeds x envs) of ``algo`` over the seeds it finished on every env of ``env_ids``."""
     seeds = set.intersection(*({run.seed for run in runs if (run.env_id, run.algo) == (env_id, algo)} for env_id in env_ids))
@@ -238,6 +260,8 @@ def write_report(
         "IQM over seeds [95% stratified-bootstrap CI] (seeds finished / planned) of the final return: the mean of the "
         "last evaluation's episodes of each seed.",
         final_return_table(runs, env_ids, algos, suite.n_seeds, reps),
+        "Per seed, and paired with TD3's run of the same seed (same evaluation start states):",
+        per_seed_table(runs, env_ids, algos),
         "## Normalised return, aggregated over envs",
         "(R - random) / (TD3 - random): random is a uniform random policy (`random_scores.json`).",
         normalized_table(runs, env_ids, algos, load_random_scores(env_ids, random_scores_path), reps),

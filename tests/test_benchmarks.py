@@ -53,6 +53,15 @@ def test_report_on_partial_suite(tmp_path: Path, random_scores: Path):
     # TD3 normalised by its own mean: IQM of 2 seeds is their mean, hence exactly 1
     assert "| td3 | 1.00 |" in markdown
     assert "| denoise_pg | 40.0 | 40.0 | 0.50 |" in markdown
+    # Per seed, and paired with TD3's run of the same seed
+    td3 = report.final_scores(report.load_runs(FIXTURE_LOGS), "Pendulum-v1", "td3")
+    sac = report.final_scores(report.load_runs(FIXTURE_LOGS), "Pendulum-v1", "sac")
+    assert f"| Pendulum-v1 | td3 | 0: {td3[0]:.1f}, 1: {td3[1]:.1f} |  |" in markdown
+    ahead = sum(sac > td3)
+    assert (
+        f"| Pendulum-v1 | sac | 0: {sac[0]:.1f}, 1: {sac[1]:.1f} | {np.mean(sac - td3):+.1f} ({ahead}/2 seeds ahead) |"
+        in markdown
+    )
 
 
 def test_iqm_ci_bootstrap():
