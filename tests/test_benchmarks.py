@@ -150,7 +150,7 @@ def test_dry_run_launches_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     argv = ["--suite", "quick", "--seeds", "1", "--log-root", str(tmp_path), "--dry-run", "--", "--verbose", "0"]
     assert run.main(argv) == 0
     output = capsys.readouterr().out
-    assert "12 to run" in output
+    assert "15 to run" in output  # 5 envs x 3 algorithms x 1 seed
     assert "--env sb3_denoise_pg/NoisyPendulum-v1 --seed 0 -n 20000" in output
     assert output.rstrip().endswith("--verbose 0")
     assert not any(tmp_path.iterdir())
