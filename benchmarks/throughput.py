@@ -38,6 +38,8 @@ ALGOS: dict[str, tuple[str, dict[str, Any]]] = {
     # The defaults before stop 8: the cost of the pre-activation penalty
     "denoise_pg-no_penalty": ("sb3_denoise_pg:DenoisePG", {"actor_preactivation_penalty": 0.0}),
 }
+# Every critic and denoiser MLP through torch.compile (compiled in the untimed warm-up): whether compiling pays
+COMPILED: dict[str, str] = {"denoise_pg-compiled": "denoise_pg", "td3-compiled": "td3"}
 # The same for all algorithms: one gradient step of batch 256 per env step, on [400, 300] networks
 SETTINGS: dict[str, Any] = dict(
     batch_size=256, train_freq=1, gradient_steps=1, learning_starts=500, policy_kwargs=dict(net_arch=[400, 300])
@@ -61,15 +63,33 @@ def measure(algo: str, env_id: str, steps: int, warmup: int, seed: int = 0) -> f
     import sb3_denoise_pg  # noqa: F401  (registers the project's env ids)
 
     th.set_num_threads(1)
-    class_path, overrides = ALGOS[algo]
+    class_path, overrides = ALGOS[COMPILED.get(algo, algo)]
     module, name = class_path.split(":")
     algo_class = getattr(importlib.import_module(module), name)
     model = algo_class("MlpPolicy", env_id, seed=seed, device="cpu", **SETTINGS, **overrides)
+    if algo in COMPILED:
+        compile_networks(model.policy)
     # Fills the buffer up to learning_starts and runs the first updates (allocations, lazy initialisations)
     model.learn(SETTINGS["learning_starts"] + warmup)
     start = time.perf_counter()
     model.learn(steps, reset_num_timesteps=False)
     return steps / (time.perf_counter() - start)
+
+
+def compile_networks(policy: Any) -> None:
+    """
+    Replace, in place, every MLP (``nn.Sequential``) of ``policy`` but the actor's ``mu`` by its ``torch.compile``
+    version; the critics' ``q_networks`` lists follow. ``mu`` stays eager: DenoisePG indexes it for the pre-activation
+    penalty, and it is the smallest share of a step (one batch of 256 every second step).
+    """
+    import torch as th
+
+    for module in list(policy.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, th.nn.Sequential) and name != "mu":
+                setattr(module, name, th.compile(child))
+        if hasattr(module, "q_networks"):
+            module.q_networks = [getattr(module, f"qf{index}") for index in range(len(module.q_networks))]
 
 
 def measure_in_subprocess(algo: str, env_id: str, steps: int, warmup: int) -> float:
@@ -134,10 +154,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=3000, help="Timed training steps per run")
     parser.add_argument("--warmup", type=int, default=200, help="Training steps after learning_starts before timing")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--algos", nargs="+", choices=list(ALGOS), default=["denoise_pg", "td3", "sac"])
+    parser.add_argument("--algos", nargs="+", choices=[*ALGOS, *COMPILED], default=["denoise_pg", "td3", "sac"])
     parser.add_argument("--suite", help="Write to benchmarks/results/<suite>/ (default: benchmarks/results/throughput/)")
     parser.add_argument("--output-dir", type=Path, help="Write here instead")
-    parser.add_argument("--worker", choices=list(ALGOS), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=[*ALGOS, *COMPILED], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         print(measure(args.worker, args.env, args.steps, args.warmup))
