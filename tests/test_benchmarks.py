@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import ablation, report, run
+from benchmarks import ablation, report, run, throughput
 from benchmarks.suites import get_suite, select
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -198,3 +198,16 @@ def test_ablation_studies_take_their_own_settings_and_refuse_unknown_variants(tm
     for study in ablation.STUDIES.values():
         shown = {variant for panel in study.panels.values() for variant in panel}
         assert shown == set(study.variants)
+
+
+def test_compiled_variant_compiles_critics_and_denoiser_but_not_the_actor():
+    import torch as th
+
+    from sb3_denoise_pg import DenoisePG
+
+    model = DenoisePG("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[8]), device="cpu")
+    throughput.compile_networks(model.policy)  # lazy: nothing is compiled before a forward pass
+    compiled = th._dynamo.eval_frame.OptimizedModule
+    assert all(isinstance(q_net, compiled) for q_net in model.critic.q_networks + model.critic_target.q_networks)
+    assert isinstance(model.denoiser.noise_net, compiled)
+    assert not isinstance(model.actor.mu, compiled)
