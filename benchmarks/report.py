@@ -63,11 +63,14 @@ def load_runs(log_root: Path) -> list[Run]:
     return runs
 
 
+def finals_by_seed(runs: list[Run], env_id: str, algo: str) -> dict[int, float]:
+    """Final return of each seed of (env, algo), ordered by seed."""
+    return dict(sorted((run.seed, run.final_return) for run in runs if (run.env_id, run.algo) == (env_id, algo)))
+
+
 def final_scores(runs: list[Run], env_id: str, algo: str) -> np.ndarray:
     """Final returns of (env, algo), ordered by seed."""
-    return np.array(
-        [run.final_return for run in sorted(runs, key=lambda run: run.seed) if (run.env_id, run.algo) == (env_id, algo)]
-    )
+    return np.array(list(finals_by_seed(runs, env_id, algo).values()))
 
 
 def random_score(env_id: str, n_episodes: int = 10, seed: int = 0) -> float:
@@ -151,17 +154,17 @@ def per_seed_table(runs: list[Run], env_ids: list[str], algos: list[str]) -> str
     """
     rows = []
     for env_id in env_ids:
-        td3 = {run.seed: run.final_return for run in runs if (run.env_id, run.algo) == (env_id, "td3")}
+        td3 = finals_by_seed(runs, env_id, "td3")
         for algo in algos:
-            finals = {run.seed: run.final_return for run in runs if (run.env_id, run.algo) == (env_id, algo)}
+            finals = finals_by_seed(runs, env_id, algo)
             if not finals:
                 continue
-            differences = [finals[seed] - td3[seed] for seed in sorted(finals) if seed in td3]
+            differences = [finals[seed] - td3[seed] for seed in finals if seed in td3]
             paired = ""
             if algo != "td3" and differences:
                 ahead = sum(difference > 0 for difference in differences)
                 paired = f"{np.mean(differences):+.1f} ({ahead}/{len(differences)} seeds ahead)"
-            per_seed = ", ".join(f"{seed}: {finals[seed]:.1f}" for seed in sorted(finals))
+            per_seed = ", ".join(f"{seed}: {final:.1f}" for seed, final in finals.items())
             rows.append([env_id, algo, per_seed, paired])
     return markdown_table(["Env", "Algorithm", "seed: final return", "minus TD3, same seeds: mean (seeds ahead)"], rows)
 

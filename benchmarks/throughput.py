@@ -40,6 +40,7 @@ ALGOS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 # Every critic and denoiser MLP through torch.compile (compiled in the untimed warm-up): whether compiling pays
 COMPILED: dict[str, str] = {"denoise_pg-compiled": "denoise_pg", "td3-compiled": "td3"}
+VARIANTS = [*ALGOS, *COMPILED]
 # The same for all algorithms: one gradient step of batch 256 per env step, on [400, 300] networks
 SETTINGS: dict[str, Any] = dict(
     batch_size=256, train_freq=1, gradient_steps=1, learning_starts=500, policy_kwargs=dict(net_arch=[400, 300])
@@ -154,10 +155,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=3000, help="Timed training steps per run")
     parser.add_argument("--warmup", type=int, default=200, help="Training steps after learning_starts before timing")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--algos", nargs="+", choices=[*ALGOS, *COMPILED], default=["denoise_pg", "td3", "sac"])
+    parser.add_argument("--algos", nargs="+", choices=VARIANTS, default=["denoise_pg", "td3", "sac"])
     parser.add_argument("--suite", help="Write to benchmarks/results/<suite>/ (default: benchmarks/results/throughput/)")
     parser.add_argument("--output-dir", type=Path, help="Write here instead")
-    parser.add_argument("--worker", choices=[*ALGOS, *COMPILED], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         print(measure(args.worker, args.env, args.steps, args.warmup))
