@@ -3,7 +3,7 @@
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 
-.PHONY: install demo test lint device-wheels
+.PHONY: install demo test lint device-wheels docs
 
 install:
 	$(PIP) install -q torch==2.13.0
@@ -14,6 +14,12 @@ demo: install
 
 test: install
 	$(PYTHON) -m pytest -n 2 --durations=10 tests
+
+docs:
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[docs]"
+	rm -rf docs/_build
+	$(PYTHON) -m sphinx -W --keep-going -b html docs docs/_build/html
 
 lint:
 	ruff check sb3_denoise_pg tests benchmarks
