@@ -1,12 +1,15 @@
 """
-Report of a (possibly partial) benchmark suite: learning curves, final returns with IQM and 95% CIs, normalised
-aggregate and throughput, written to ``benchmarks/results/<suite>/``.
+Report of a (possibly partial) benchmark suite: learning curves, final returns with IQM and 95% CIs and the
+normalised aggregate, written to ``benchmarks/results/<suite>/``. It reads only the runs under the log root
+(``benchmarks/results/<suite>/logs/`` by default); the throughput table is the one of ``benchmarks.throughput``,
+linked, not copied.
 
     python -m benchmarks.report --suite quick [--log-root benchmarks/results/quick/logs]
 """
 
 import argparse
 import json
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +20,10 @@ import numpy as np
 from rliable import metrics
 from scipy import stats
 
-from benchmarks import RESULTS_DIR, markdown_table
+from benchmarks import REPO_ROOT, RESULTS_DIR, markdown_table, relative_path
 from benchmarks.run import MARKER, default_log_root
 from benchmarks.suites import SUITES, get_suite
-from benchmarks.throughput import throughput_markdown
+from benchmarks.throughput import OUTPUT_DIR as THROUGHPUT_DIR
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after the backend choice
@@ -212,7 +215,19 @@ def _mean_and_ci(returns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def plot_curves(runs: list[Run], env_ids: list[str], algos: list[str], path: Path) -> None:
-    """One panel per env: mean deterministic evaluation return across seeds vs env steps, with its 95% CI."""
+    """
+    One panel per env with a finished run (of any of ``algos``), in the order of ``env_ids``: mean deterministic
+    evaluation return across seeds vs env steps, with its 95% CI. Without any finished run, one empty panel says so.
+    """
+    with_runs = {run.env_id for run in runs if run.algo in algos}
+    env_ids = [env_id for env_id in env_ids if env_id in with_runs]
+    if not env_ids:
+        fig, ax = plt.subplots(figsize=(4.5, 3.5))
+        ax.text(0.5, 0.5, "No finished run yet", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return
     n_cols = min(4, len(env_ids))
     n_rows = -(-len(env_ids) // n_cols)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.5 * n_cols, 3.5 * n_rows), squeeze=False)
@@ -237,6 +252,17 @@ def plot_curves(runs: list[Run], env_ids: list[str], algos: list[str], path: Pat
     plt.close(fig)
 
 
+# The one throughput table, repository-relative
+THROUGHPUT_TABLE = relative_path(THROUGHPUT_DIR / "throughput.md", REPO_ROOT)
+
+
+def _link(target: Path, output_dir: Path) -> str:
+    """Link to ``target`` from a file in ``output_dir``: relative inside the repository, repository-relative else."""
+    if output_dir.resolve().is_relative_to(REPO_ROOT):
+        return os.path.relpath(target.resolve(), output_dir.resolve())
+    return relative_path(target, REPO_ROOT)
+
+
 def write_report(
     suite_name: str, log_root: Path, output_dir: Path, random_scores_path: Path = RANDOM_SCORES, reps: int = 10_000
 ) -> str:
@@ -245,7 +271,7 @@ def write_report(
 
     :param suite_name: Suite, whose envs, algorithms and seeds are expected (others found are reported too)
     :param log_root: Zoo log folder of the suite
-    :param output_dir: Where to write (and find ``throughput.json``)
+    :param output_dir: Where to write
     :param random_scores_path: Cache of random scores
     :param reps: Bootstrap replications
     :return: The markdown of ``results.md``
@@ -271,9 +297,10 @@ def write_report(
         "## Learning curves",
         "Mean over seeds (their number in the legend) of the deterministic evaluation return, 95% t-interval.",
         f"![Learning curves]({CURVES})",
+        "## Throughput",
+        f"Training env-steps per second of each algorithm at identical settings: [{THROUGHPUT_TABLE}]"
+        f"({_link(REPO_ROOT / THROUGHPUT_TABLE, output_dir)}), measured by `python -m benchmarks.throughput`.",
     ]
-    if (output_dir / "throughput.json").is_file():
-        sections += ["## Throughput", throughput_markdown(json.loads((output_dir / "throughput.json").read_text()))]
     report = "\n\n".join(sections) + "\n"
     (output_dir / "results.md").write_text(report)
     return report

@@ -6,6 +6,12 @@ seed-major so that a partial suite is balanced across envs and algorithms. A run
 moved, with a marker file, to ``<log-root>/<algo>/<env>_<seed + 1>/`` (the zoo's layout, so that rl-zoo3's plotting
 scripts work on it) only once it succeeded: a run with a marker is never redone, anything else is removed and redone.
 
+The zoo runs from the repository root with paths relative to it where they lie inside it, and what a run records
+(the marker's command, the zoo's ``command.txt``, ``args.yml`` and the log) names the interpreter ``python`` and no
+absolute path of this machine: a committed run reads the same on every machine. The marker also records the
+library's version, the checkout's commit when the run started and the run's hyperparameters (the zoo's
+``config.yml``).
+
     python -m benchmarks.run --suite quick --jobs 2 [--algos denoise_pg td3] [--seeds 3] [--dry-run] [-- zoo args]
 """
 
@@ -26,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from huggingface_sb3 import EnvironmentName
 
-from benchmarks import RESULTS_DIR
+from benchmarks import REPO_ROOT, RESULTS_DIR, load_zoo_config, portable_text, provenance, relative_path
 from benchmarks.suites import SUITES, EnvBudget, Suite, get_suite, select
 
 # The zoo training entry point: the project's, which registers denoise_pg and uses the project's hyperparams/<algo>.yml
@@ -34,6 +40,8 @@ ZOO_TRAIN: tuple[str, ...] = ("-m", "sb3_denoise_pg.zoo", "train")
 MARKER = "benchmark_run.json"
 LOG_FILE = "train.log"
 STAGING = ".staging"
+# Text files of a run in which the zoo may write absolute paths (its command line, arguments, log)
+RECORDED_SUFFIXES = (".txt", ".yml", ".log", ".csv", ".json")
 # One torch/BLAS thread per process: runs are parallelised across processes, threads would only contend
 SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
@@ -80,23 +88,38 @@ def is_finished(run_dir: Path) -> bool:
     return (run_dir / MARKER).is_file()
 
 
+def default_conf_file(algo: str, env_id: str) -> str | None:
+    """
+    :return: The ``--conf-file`` that the project's zoo entry point would add (``hyperparams/<algo>.yml`` where the
+        project has settings for the pair), relative to the repository root where it lies inside it; ``None`` to
+        let the zoo use its own
+    """
+    from sb3_denoise_pg.zoo import default_conf_file as entry_point_default
+
+    conf_file = entry_point_default(algo, env_id)
+    return None if conf_file is None else relative_path(conf_file, REPO_ROOT)
+
+
 def zoo_command(spec: RunSpec, log_folder: Path, device: str, zoo_args: tuple[str, ...] = ()) -> list[str]:
     """
-    The zoo training command of ``spec``. No checkpoints, replay buffer or tensorboard logs are saved (zoo defaults,
-    made explicit), so that a run only writes small files besides the final and best model zips.
+    The zoo training command of ``spec``, to run from the repository root. No checkpoints, replay buffer or
+    tensorboard logs are saved (zoo defaults, made explicit), so that a run only writes small files besides the final
+    and best model zips.
 
     :param spec: The run
-    :param log_folder: The zoo's ``--log-folder``
+    :param log_folder: The zoo's ``--log-folder``, passed relative to the repository root if it lies inside it
     :param device: Torch device
     :param zoo_args: Extra zoo arguments, appended last so that they override ours (a ``--hyperparams`` there
         replaces the env's overrides)
     """
     env_overrides = ("--hyperparams", *spec.env.hyperparams) if spec.env.hyperparams else ()
+    conf_file = default_conf_file(spec.algo, spec.env.env_id)
     return [
         sys.executable,
         *ZOO_TRAIN,
         *("--algo", spec.algo, "--env", spec.env.env_id, "--seed", str(spec.seed)),
-        *("-n", str(spec.env.n_timesteps), "--log-folder", str(log_folder)),
+        *("-n", str(spec.env.n_timesteps), "--log-folder", relative_path(log_folder, REPO_ROOT)),
+        *(("--conf-file", conf_file) if conf_file else ()),
         *("--eval-freq", str(spec.env.eval_freq), "--eval-episodes", str(spec.env.eval_episodes), "--n-eval-envs", "1"),
         *("--num-threads", "1", "--device", device, "--vec-env", "dummy"),
         *("--save-freq", "-1", "--tensorboard-log", "", "--log-interval", "10"),
@@ -105,19 +128,33 @@ def zoo_command(spec: RunSpec, log_folder: Path, device: str, zoo_args: tuple[st
     ]
 
 
-def launch(command: list[str], log_file: Path) -> int:
+def launch(command: list[str], log_file: Path, cwd: Path) -> int:
     """
-    Run ``command`` single-threaded, its stdout and stderr to ``log_file``.
+    Run ``command`` single-threaded in ``cwd``, its stdout and stderr to ``log_file``.
 
     :return: Its exit code
     """
     with open(log_file, "w") as log:
-        process = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **SINGLE_THREAD_ENV})
+        env = {**os.environ, **SINGLE_THREAD_ENV}
+        process = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
     return process.returncode
 
 
-def _marker(spec: RunSpec, command: list[str], wall_time: float, run_dir: Path, jobs: int) -> dict:
+def make_portable(run_dir: Path) -> None:
+    """Rewrite, in place, the text files of a finished run without this machine's absolute paths (:func:`portable_text`)."""
+    for path in run_dir.rglob("*"):
+        if path.is_file() and path.suffix in RECORDED_SUFFIXES:
+            text = path.read_bytes().decode("utf-8", errors="surrogateescape")
+            portable = portable_text(text, REPO_ROOT)
+            if portable != text:
+                path.write_bytes(portable.encode("utf-8", errors="surrogateescape"))
+
+
+def _marker(
+    spec: RunSpec, command: list[str], wall_time: float, run_dir: Path, jobs: int, started: dict[str, str | None]
+) -> dict:
     evaluations = np.load(run_dir / "evaluations.npz")
+    config_file = run_dir / spec.env_name / "config.yml"
     return {
         "algo": spec.algo,
         "env_id": spec.env.env_id,
@@ -129,11 +166,16 @@ def _marker(spec: RunSpec, command: list[str], wall_time: float, run_dir: Path, 
         # The wall time includes process start-up, env creation and evaluation (see eval_env_steps)
         "env_steps_per_s": round(spec.env.n_timesteps / wall_time, 2),
         "eval_env_steps": int(evaluations["ep_lengths"].sum()),
-        "command": shlex.join(command),
+        # Run from the repository root
+        "command": portable_text(shlex.join(command), REPO_ROOT),
         "jobs": jobs,
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
+        # The library's version and the checkout's commit (``+dirty``: with uncommitted changes) when the run started
+        **started,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        # The run's hyperparameters as the zoo saved them
+        "config": load_zoo_config(config_file) if config_file.is_file() else None,
     }
 
 
@@ -151,15 +193,17 @@ def execute(spec: RunSpec, log_root: Path, device: str = "cpu", zoo_args: tuple[
         shutil.rmtree(stale, ignore_errors=True)
     staging.mkdir(parents=True)
     command = zoo_command(spec, staging, device, zoo_args)
+    started = provenance(REPO_ROOT)
     start = time.perf_counter()
-    returncode = launch(command, staging / LOG_FILE)
+    returncode = launch(command, staging / LOG_FILE, REPO_ROOT)
     wall_time = time.perf_counter() - start
     # Alone in its log folder, the zoo numbers the run 1
     produced = staging / spec.algo / f"{spec.env_name}_1"
     if returncode != 0 or not (produced / "evaluations.npz").is_file():
         return None
     (staging / LOG_FILE).replace(produced / LOG_FILE)
-    marker = _marker(spec, command, wall_time, produced, jobs)
+    make_portable(produced)
+    marker = _marker(spec, command, wall_time, produced, jobs, started)
     (produced / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
     # The marker is in place before the rename, so a run folder without one was never completed
     run_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,10 @@ Each measurement is a fresh subprocess with one torch thread, run one after anot
 they do not skew each other), interleaved across algorithms over the repeats so that a change of machine load hits
 them all alike. Only ``learn()`` after a warm-up is timed; the median over repeats is reported.
 
-    python -m benchmarks.throughput [--env Pendulum-v1] [--steps 3000] [--algos denoise_pg td3 sac] [--suite quick]
+The one current table is ``benchmarks/results/throughput/throughput.{json,md}`` (``--output-dir`` to write elsewhere);
+the JSON records the library's version and the checkout's commit when the measurement started, and its date.
+
+    python -m benchmarks.throughput [--env Pendulum-v1] [--steps 3000] [--algos denoise_pg td3 sac]
 """
 
 import argparse
@@ -21,8 +24,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmarks import RESULTS_DIR, markdown_table
+from benchmarks import RESULTS_DIR, markdown_table, provenance
 
+OUTPUT_DIR = RESULTS_DIR / "throughput"
+
+# Options that the library measured and did not keep (one-critic baseline) run through the ablations' variant class,
+# which takes them as keyword arguments with the same names and meaning
+ABLATION_DENOISE_PG = "benchmarks.ablation_variants:AblationDenoisePG"
 # Name -> (class, constructor overrides)
 ALGOS: dict[str, tuple[str, dict[str, Any]]] = {
     "denoise_pg": ("sb3_denoise_pg:DenoisePG", {}),
@@ -31,11 +39,11 @@ ALGOS: dict[str, tuple[str, dict[str, Any]]] = {
     "tqc": ("sb3_contrib:TQC", {}),
     "crossq": ("sb3_contrib:CrossQ", {}),
     # DenoisePG's cheaper settings; how each learns is in benchmarks/results/ablation
-    "denoise_pg-one_critic": ("sb3_denoise_pg:DenoisePG", {"baseline_reduction": "first"}),
+    "denoise_pg-one_critic": (ABLATION_DENOISE_PG, {"baseline_reduction": "first"}),
     "denoise_pg-4_draws": ("sb3_denoise_pg:DenoisePG", {"n_noise_samples": 4}),
-    "denoise_pg-4_draws-one_critic": ("sb3_denoise_pg:DenoisePG", {"n_noise_samples": 4, "baseline_reduction": "first"}),
+    "denoise_pg-4_draws-one_critic": (ABLATION_DENOISE_PG, {"n_noise_samples": 4, "baseline_reduction": "first"}),
     "denoise_pg-regression": ("sb3_denoise_pg:DenoisePG", {"actor_gradient": "regression"}),
-    # The defaults before stop 8: the cost of the pre-activation penalty
+    # Without the pre-activation penalty (0.01 by default, chosen by the HalfCheetah ablation): what it costs
     "denoise_pg-no_penalty": ("sb3_denoise_pg:DenoisePG", {"actor_preactivation_penalty": 0.0}),
 }
 # Every critic and denoiser MLP through torch.compile (compiled in the untimed warm-up): whether compiling pays
@@ -122,6 +130,11 @@ def throughput_markdown(data: dict[str, Any]) -> str:
         f"batch {SETTINGS['batch_size']}, net_arch {SETTINGS['policy_kwargs']['net_arch']}, "
         "1 gradient step per env step, 1 torch thread, CPU."
     )
+    commit = data.get("commit") or data.get("committed_in")
+    made = f"Measured {data['date'][:10]} on {data.get('cpu_count', '?')} CPU cores"
+    made += f", sb3-denoise-pg {data['version']}" if data.get("version") else ""
+    made += f", commit {commit}" if data.get("commit") else (f", committed in {commit}" if commit else "")
+    caption += " " + made + "."
     return caption + "\n\n" + markdown_table(["Algorithm", "Steps/s", "Runs", "Ratio to TD3"], rows)
 
 
@@ -131,6 +144,7 @@ def run_throughput(algos: list[str], env_id: str, steps: int, warmup: int, repea
 
     :return: The content of ``throughput.json``
     """
+    started = provenance()
     runs: dict[str, list[float]] = {algo: [] for algo in algos}
     for repeat in range(repeats):
         for algo in algos:
@@ -145,6 +159,8 @@ def run_throughput(algos: list[str], env_id: str, steps: int, warmup: int, repea
         "results": {algo: {"steps_per_s": statistics.median(values), "runs": values} for algo, values in runs.items()},
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
+        # The library's version and the checkout's commit (``+dirty``: with uncommitted changes) when it started
+        **started,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
@@ -156,15 +172,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=200, help="Training steps after learning_starts before timing")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--algos", nargs="+", choices=VARIANTS, default=["denoise_pg", "td3", "sac"])
-    parser.add_argument("--suite", help="Write to benchmarks/results/<suite>/ (default: benchmarks/results/throughput/)")
-    parser.add_argument("--output-dir", type=Path, help="Write here instead")
+    parser.add_argument("--output-dir", type=Path, default=OUTPUT_DIR, help="Default: benchmarks/results/throughput/")
     parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         print(measure(args.worker, args.env, args.steps, args.warmup))
         return
     data = run_throughput(args.algos, args.env, args.steps, args.warmup, args.repeats)
-    output_dir = args.output_dir or RESULTS_DIR / (args.suite or "throughput")
+    output_dir = args.output_dir
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "throughput.json").write_text(json.dumps(data, indent=2) + "\n")
     table = throughput_markdown(data)

@@ -1,75 +1,15 @@
-"""The benchmark harness: report from fixture runs, the runner's plan and resumability, and a tiny end-to-end run."""
+"""The suite runner: its plan, the zoo commands, resumability, what a run records, and a tiny end-to-end run."""
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from benchmarks import ablation, report, run, throughput
+from benchmarks import run
 from benchmarks.suites import get_suite, select
-
-FIXTURES = Path(__file__).parent / "fixtures"
-# Two seeds of td3 and sac on Pendulum-v1, made by `benchmarks.run` on the smoke suite through rl_zoo3.train
-FIXTURE_LOGS = FIXTURES / "bench_logs"
-
-
-@pytest.fixture
-def random_scores(tmp_path: Path) -> Path:
-    """A random-score cache covering the quick suite, so that no score is measured during the tests."""
-    scores = json.loads((FIXTURES / "random_scores.json").read_text())
-    scores.update({env_id: -100.0 for env_id in get_suite("quick").env_ids if env_id not in scores})
-    path = tmp_path / "random_scores.json"
-    path.write_text(json.dumps(scores))
-    return path
-
-
-def test_load_runs_reads_zoo_layout():
-    runs = report.load_runs(FIXTURE_LOGS)
-    assert sorted((run.algo, run.seed) for run in runs) == [("sac", 0), ("sac", 1), ("td3", 0), ("td3", 1)]
-    evaluations = np.load(FIXTURE_LOGS / "td3" / "Pendulum-v1_2" / "evaluations.npz")
-    # Final return: mean of the last evaluation's episodes
-    assert report.final_scores(runs, "Pendulum-v1", "td3")[1] == pytest.approx(evaluations["results"][-1].mean())
-
-
-def test_report_on_partial_suite(tmp_path: Path, random_scores: Path):
-    output_dir = tmp_path / "quick"
-    output_dir.mkdir()
-    throughput = {
-        "env_id": "Pendulum-v1",
-        "steps": 10,
-        "repeats": 2,
-        "results": {"td3": {"steps_per_s": 80.0, "runs": [79.0, 81.0]}, "denoise_pg": {"steps_per_s": 40.0, "runs": [40.0]}},
-    }
-    (output_dir / "throughput.json").write_text(json.dumps(throughput))
-    markdown = report.write_report("quick", FIXTURE_LOGS, output_dir, random_scores, reps=200)
-    assert (output_dir / "results.md").read_text() == markdown
-    assert (output_dir / report.CURVES).stat().st_size > 0
-    # Missing algorithms and envs of the suite are shown as such
-    assert "missing (0/3)" in markdown
-    assert "| MountainCarContinuous-v0 | missing (0/3) | missing (0/3) | missing (0/3) |" in markdown
-    assert "(2/3)" in markdown
-    # TD3 normalised by its own mean: IQM of 2 seeds is their mean, hence exactly 1
-    assert "| td3 | 1.00 |" in markdown
-    assert "| denoise_pg | 40.0 | 40.0 | 0.50 |" in markdown
-    # Per seed, and paired with TD3's run of the same seed
-    td3 = report.final_scores(report.load_runs(FIXTURE_LOGS), "Pendulum-v1", "td3")
-    sac = report.final_scores(report.load_runs(FIXTURE_LOGS), "Pendulum-v1", "sac")
-    assert f"| Pendulum-v1 | td3 | 0: {td3[0]:.1f}, 1: {td3[1]:.1f} |  |" in markdown
-    ahead = sum(sac > td3)
-    assert (
-        f"| Pendulum-v1 | sac | 0: {sac[0]:.1f}, 1: {sac[1]:.1f} | {np.mean(sac - td3):+.1f} ({ahead}/2 seeds ahead) |"
-        in markdown
-    )
-
-
-def test_iqm_ci_bootstrap():
-    scores = np.arange(12.0).reshape(4, 3)
-    iqm, low, high = report.iqm_ci(scores, reps=500)
-    assert iqm == pytest.approx(5.5)
-    assert low <= iqm <= high
-    assert report.iqm_ci(np.full((3, 1), 2.0), reps=100) == pytest.approx((2.0, 2.0, 2.0))
 
 
 def test_plan_is_seed_major():
@@ -94,19 +34,31 @@ def test_env_overrides_reach_the_zoo_command():
 
 
 class FakeZoo:
-    """Stands for the zoo's training subprocess: writes the zoo's layout into --log-folder."""
+    """
+    Stands for the zoo's training subprocess, run in ``cwd``: writes the zoo's layout into --log-folder, with the
+    absolute paths that the zoo writes (its command line with the interpreter, its log).
+    """
 
     def __init__(self, returncode: int = 0):
         self.returncode = returncode
         self.commands: list[list[str]] = []
 
-    def __call__(self, command: list[str], log_file: Path) -> int:
+    def __call__(self, command: list[str], log_file: Path, cwd: Path) -> int:
         self.commands.append(command)
-        log_file.write_text("training\n")
-        log_folder = Path(command[command.index("--log-folder") + 1])
+        log_folder = cwd / command[command.index("--log-folder") + 1]
         algo, env = command[command.index("--algo") + 1], command[command.index("--env") + 1]
         run_dir = log_folder / algo / f"{env}_1"
+        log_file.write_text(f"Log path: {run_dir.resolve()}\ntraining\n")
         (run_dir / env).mkdir(parents=True)
+        (run_dir / env / "command.txt").write_text(
+            " ".join([sys.executable, *command[1:]]).replace(str(log_folder), str(log_folder.resolve()))
+        )
+        (run_dir / env / "args.yml").write_text(
+            f"!!python/object/apply:collections.OrderedDict\n- - - log_folder\n    - {log_folder.resolve()}\n"
+        )
+        (run_dir / env / "config.yml").write_text(
+            "!!python/object/apply:collections.OrderedDict\n- - - learning_starts\n    - 200\n  - - policy\n    - MlpPolicy\n"
+        )
         np.savez(run_dir / "evaluations.npz", timesteps=[200], results=[[-1.0, -2.0]], ep_lengths=[[200, 200]])
         return self.returncode
 
@@ -158,56 +110,77 @@ def test_dry_run_launches_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 @pytest.mark.skipif(importlib.util.find_spec("sb3_denoise_pg.zoo") is None, reason="needs the project's zoo entry point")
 def test_smoke_suite_end_to_end(tmp_path: Path, random_scores: Path):
+    from benchmarks import report
+
     assert run.main(["--suite", "smoke", "--jobs", "2", "--log-root", str(tmp_path / "logs")]) == 0
     markdown = report.write_report("smoke", tmp_path / "logs", tmp_path, random_scores, reps=100)
     assert "missing" not in markdown
+    # What the zoo recorded names no interpreter path, and the marker carries the run's settings
+    for spec in run.plan_runs(get_suite("smoke")):
+        run_dir = spec.run_dir(tmp_path / "logs")
+        marker = json.loads((run_dir / run.MARKER).read_text())
+        assert marker["command"].startswith("python -m sb3_denoise_pg.zoo train ")
+        assert (run_dir / spec.env_name / "command.txt").read_text().startswith("python -m sb3_denoise_pg.zoo train ")
+        assert marker["config"]["learning_starts"] == 200
 
 
-def test_ablation_runs_variants_and_resumes(tmp_path: Path):
-    args = ["--variants", "base", "td3", "2 noise draws", "--seeds", "1", "--steps", "300", "--learning-starts", "100"]
-    args += ["--eval-freq", "100", "--eval-episodes", "1", "--jobs", "1", "--output", str(tmp_path)]
-    ablation.main(args)
-    run = json.loads((tmp_path / "runs" / "2_noise_draws_0.json").read_text())
-    assert run["overrides"] == {"n_noise_samples": 2} and run["timesteps"] == [100, 200, 300]
-    table = (tmp_path / "results.md").read_text()
-    assert "| td3 | TD3 |" in table and (tmp_path / "learning_curves.png").is_file()
-    # Finished runs are read back, not redone
-    mtime = (tmp_path / "runs" / "td3_0.json").stat().st_mtime
-    ablation.main(args)
-    assert (tmp_path / "runs" / "td3_0.json").stat().st_mtime == mtime
+def test_zoo_runs_from_the_repository_root_with_relative_paths():
+    spec = run.RunSpec("denoise_pg", get_suite("quick").budget("Pendulum-v1"), 0)
+    log_root = run.default_log_root("quick")
+    command = run.zoo_command(spec, spec.staging_dir(log_root), "cpu")
+    assert command[command.index("--log-folder") + 1] == "benchmarks/results/quick/logs/.staging/denoise_pg-Pendulum-v1-seed0"
+    # The project's settings, named as the zoo entry point would, but relative
+    assert command[command.index("--conf-file") + 1] == "hyperparams/denoise_pg.yml"
+    # A log folder outside the checkout stays as given
+    outside = Path("/nonexistent/logs")
+    assert run.zoo_command(spec, outside, "cpu")[command.index("--log-folder") + 1] == str(outside)
 
 
-def test_ablation_studies_take_their_own_settings_and_refuse_unknown_variants(tmp_path: Path, monkeypatch):
-    seen = {}
+def test_recorded_run_has_no_machine_paths_and_records_its_provenance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A run inside the checkout (here a stand-in root) records repository-relative paths and a bare python."""
+    monkeypatch.setattr(run, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(run, "provenance", lambda root: {"version": "9.9.9", "commit": "abc123+dirty"})
+    fake_zoo = FakeZoo()
+    monkeypatch.setattr(run, "launch", fake_zoo)
+    log_root = tmp_path / "benchmarks" / "results" / "smoke" / "logs"
+    (spec,) = run.plan_runs(select(get_suite("smoke"), algos=["td3"]))
+    assert run.run_suite(select(get_suite("smoke"), algos=["td3"]), log_root) == []
+    (command,) = fake_zoo.commands
+    staging = "benchmarks/results/smoke/logs/.staging/td3-Pendulum-v1-seed0"
+    assert command[command.index("--log-folder") + 1] == staging
+    run_dir = spec.run_dir(log_root)
+    for path in run_dir.rglob("*"):
+        if path.suffix in (".json", ".yml", ".txt", ".log"):
+            text = path.read_text()
+            assert str(tmp_path) not in text and sys.executable not in text, path
+    assert (run_dir / run.LOG_FILE).read_text().startswith(f"Log path: {staging}/td3/Pendulum-v1_1\n")
+    assert (run_dir / "Pendulum-v1" / "command.txt").read_text().startswith("python -m sb3_denoise_pg.zoo train --algo td3")
+    marker = json.loads((run_dir / run.MARKER).read_text())
+    assert marker["command"].startswith("python -m sb3_denoise_pg.zoo train --algo td3 --env Pendulum-v1 --seed 0")
+    assert f"--log-folder {staging} " in marker["command"]
+    assert (marker["version"], marker["commit"]) == ("9.9.9", "abc123+dirty")
+    assert marker["finished_at"]
+    assert marker["config"] == {"learning_starts": 200, "policy": "MlpPolicy"}
 
-    def fake_run_plan(plan, worker, path_of, jobs, describe):
-        seen["plan"], seen["args"] = plan, worker.args[0]
-        return []
 
-    monkeypatch.setattr(ablation, "run_plan", fake_run_plan)
-    monkeypatch.setattr(ablation, "report", lambda *args: "")
-    ablation.main(["--study", "halfcheetah", "--seeds", "2", "--output", str(tmp_path)])
-    study = ablation.STUDIES["halfcheetah"]
-    assert seen["args"].steps == study.steps == 30_000 and seen["args"].net_arch == [400, 300]
-    assert seen["plan"] == [(variant, seed) for seed in range(2) for variant in study.variants]
-    assert ablation.output_dir("halfcheetah").name == "ablation-halfcheetah"
-    assert ablation.output_dir("pendulum").name == "ablation"  # where the committed Pendulum runs live
-    with pytest.raises(SystemExit):
-        ablation.main(["--study", "halfcheetah", "--variants", "sigma 0.05", "--output", str(tmp_path)])
-    # Every study's panels show only its own variants, and every variant somewhere
-    for study in ablation.STUDIES.values():
-        shown = {variant for panel in study.panels.values() for variant in panel}
-        assert shown == set(study.variants)
+def test_committed_markers_record_version_commit_and_config():
+    """Every committed run says what produced it (runs older than the commit field: where they were committed)."""
+    from benchmarks import RESULTS_DIR
+
+    markers = sorted(RESULTS_DIR.glob(f"**/{run.MARKER}")) + sorted(Path(__file__).parent.glob(f"fixtures/**/{run.MARKER}"))
+    assert markers
+    for path in markers:
+        marker = json.loads(path.read_text())
+        assert marker["version"] and marker["finished_at"], path
+        assert marker["commit"] or marker["committed_in"], path
+        assert isinstance(marker["config"], dict) and marker["config"], path
+        assert not marker["command"].startswith("/"), path
 
 
-def test_compiled_variant_compiles_critics_and_denoiser_but_not_the_actor():
-    import torch as th
+def test_provenance_outside_a_checkout(tmp_path: Path):
+    from benchmarks import git_commit, library_version, provenance
 
-    from sb3_denoise_pg import DenoisePG
-
-    model = DenoisePG("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[8]), device="cpu")
-    throughput.compile_networks(model.policy)  # lazy: nothing is compiled before a forward pass
-    compiled = th._dynamo.eval_frame.OptimizedModule
-    assert all(isinstance(q_net, compiled) for q_net in model.critic.q_networks + model.critic_target.q_networks)
-    assert isinstance(model.denoiser.noise_net, compiled)
-    assert not isinstance(model.actor.mu, compiled)
+    assert git_commit(tmp_path) is None
+    assert provenance(tmp_path) == {"version": library_version(), "commit": None}
+    version_file = Path(importlib.util.find_spec("sb3_denoise_pg").origin).parent / "version.txt"
+    assert library_version() == version_file.read_text().strip()

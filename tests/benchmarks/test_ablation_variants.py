@@ -1,0 +1,176 @@
+"""
+The ablation-only variants of ``benchmarks.ablation_variants.AblationDenoisePG`` (options that left the library): the
+recency window of the actor's batch, s'-only conditioning, the baseline's reduction of the critics and its clean-action
+form, annealed sigma and several sigma levels. Their bad values keep their clear errors, and models saved with them
+load with this class.
+"""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3 import HerReplayBuffer
+from stable_baselines3.common.envs import BitFlippingEnv
+from stable_baselines3.common.utils import LinearSchedule
+
+from benchmarks.ablation_variants import AblationDenoisePG
+from sb3_denoise_pg import DenoisePG
+
+
+def _recorded_indices(model: AblationDenoisePG, n_batches: int = 20) -> np.ndarray:
+    captured = []
+    get_samples = model.replay_buffer._get_samples
+
+    def spy(batch_inds, env=None):
+        captured.append(np.asarray(batch_inds).copy())
+        return get_samples(batch_inds, env=env)
+
+    model.replay_buffer._get_samples = spy
+    for _ in range(n_batches):
+        model._sample_recent(64)
+    return np.concatenate(captured)
+
+
+def test_actor_batch_window_samples_the_most_recent_transitions(small, small):
+    model = AblationDenoisePG("MlpPolicy", "Pendulum-v1", seed=0, actor_batch_window=30, **small).learn(120)
+    indices = _recorded_indices(model)
+    assert set(indices) == set(range(120 - 30, 120))
+
+
+@pytest.mark.parametrize("optimize_memory_usage", [False, True])
+def test_actor_batch_window_wraps_around_a_full_buffer(optimize_memory_usage, small):
+    model = AblationDenoisePG(
+        "MlpPolicy",
+        "Pendulum-v1",
+        seed=0,
+        buffer_size=100,
+        actor_batch_window=500,
+        optimize_memory_usage=optimize_memory_usage,
+        replay_buffer_kwargs=dict(handle_timeout_termination=not optimize_memory_usage),
+        **small,
+    ).learn(230)
+    buffer = model.replay_buffer
+    assert buffer.full and buffer.pos == 30
+    indices = _recorded_indices(model, n_batches=50)
+    # Every slot but the one at pos (the oldest, and no valid transition with optimize_memory_usage)
+    assert set(indices) == set(range(100)) - {30}
+
+
+def test_actor_batch_window_trains(small, small):
+    model = AblationDenoisePG("MlpPolicy", "Pendulum-v1", seed=0, actor_batch_window=40, **small).learn(150)
+    assert model._n_updates > 0
+
+
+def test_actor_batch_window_refuses_her(small, small):
+    env = BitFlippingEnv(n_bits=4, continuous=True, max_steps=4)
+    with pytest.raises(ValueError, match="HerReplayBuffer"):
+        AblationDenoisePG("MultiInputPolicy", env, replay_buffer_class=HerReplayBuffer, actor_batch_window=100)
+
+
+@pytest.mark.parametrize("condition_on_reward", [True, False])
+def test_outcome_without_reward(condition_on_reward, small):
+    model = AblationDenoisePG("MlpPolicy", "Pendulum-v1", seed=0, condition_on_reward=condition_on_reward, **small).learn(100)
+    batch = model.replay_buffer.sample(32)
+    other = batch._replace(rewards=batch.rewards + 10.0)
+    outputs = []
+    for data in (batch, other):
+        th.manual_seed(0)
+        outputs.append(model.estimate(data).denoised_cond)
+    assert th.equal(outputs[0], outputs[1]) != condition_on_reward
+
+
+@pytest.mark.parametrize("reduction", ["mean", "min", "first"])
+def test_baseline_reductions(reduction, small):
+    model = AblationDenoisePG("MlpPolicy", "Pendulum-v1", seed=0, baseline_reduction=reduction, **small)
+    obs = th.randn(5, 3)
+    actions = th.rand(2, 5, 1) * 2 - 1
+    with th.no_grad():
+        q_values = th.stack([th.cat(model.critic(obs, draw), dim=1) for draw in actions]).reshape(10, 2)
+        expected = {"mean": q_values.mean(1), "min": q_values.min(1).values, "first": q_values[:, 0]}[reduction]
+        baselines = model._critic_values(model.policy.critic_features(obs), actions)
+    th.testing.assert_close(baselines, expected.unsqueeze(1))
+
+
+def test_annealed_sigma_follows_its_schedule_and_survives_save_load(tmp_path, small):
+    model = AblationDenoisePG("MlpPolicy", "Pendulum-v1", seed=0, denoiser_sigma=LinearSchedule(0.4, 0.1, 1.0), **small)
+    assert model.current_sigma == pytest.approx(0.4)
+    model.learn(200)
+    # The last train() ran at progress remaining ~1/200: sigma ~0.1
+    assert model.logger.name_to_value["train/denoiser_sigma"] == pytest.approx(0.1, abs=0.01)
+    model.save(tmp_path / "model.zip")
+    loaded = AblationDenoisePG.load(tmp_path / "model.zip")
+    assert loaded.denoiser_sigma(0.5) == pytest.approx(0.25)
+
+
+def test_several_sigma_levels_are_drawn_per_transition_and_survive_save_load(tmp_path, small):
+    model = AblationDenoisePG("MlpPolicy", "Pendulum-v1", seed=0, denoiser_sigma=[0.1, 0.4], **small)
+    assert model.denoiser_sigma == (0.1, 0.4) and model.current_sigma == pytest.approx(0.25)
+    sigmas = model.noise_scale(1000)
+    assert sigmas.shape == (1000, 1) and sorted(sigmas.unique().tolist()) == pytest.approx([0.1, 0.4])
+    model.learn(200)
+    assert np.isfinite(model.logger.name_to_value["train/denoiser_loss"])
+    batch = model.replay_buffer.sample(16)
+    estimate = model.estimate(batch)
+    assert estimate.per_draw.shape == (4, 16, 1)
+    # Each transition's draws share one level, so antithetic pairs stay pairs around its action
+    offsets = estimate.noisy_actions - batch.actions
+    th.testing.assert_close(offsets[:2], -offsets[2:])
+    model.save(tmp_path / "model.zip")
+    loaded = AblationDenoisePG.load(tmp_path / "model.zip", env=gym.make("Pendulum-v1"))
+    assert loaded.denoiser_sigma == (0.1, 0.4)
+    loaded.learn(60, reset_num_timesteps=False)
+
+
+def test_a_schedule_that_leaves_the_positive_numbers_fails_clearly(small, small):
+    model = AblationDenoisePG("MlpPolicy", "Pendulum-v1", seed=0, denoiser_sigma=LinearSchedule(0.2, -0.2, 1.0), **small)
+    with pytest.raises(ValueError, match="denoiser_sigma must be a finite number > 0"):
+        model.learn(200)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(denoiser_sigma=[]), "denoiser_sigma levels must be a non-empty list"),
+        (dict(denoiser_sigma=[0.1, 0.0]), "denoiser_sigma levels must be finite numbers > 0"),
+        (dict(denoiser_sigma=(0.1, float("nan"))), "denoiser_sigma levels must be finite numbers > 0"),
+        (dict(denoiser_sigma=-0.1), "denoiser_sigma must be a finite number > 0"),
+        (dict(baseline_reduction="max"), "baseline_reduction must be 'mean', 'min' or 'first'"),
+        (dict(baseline_action="a"), "baseline_action must be 'noised' or 'clean'"),
+        (dict(actor_batch_window=0), r"actor_batch_window must be None or an integer >= 1"),
+        (dict(actor_batch_window=10.5), r"actor_batch_window must be None or an integer >= 1"),
+        (dict(n_noise_samples=0), r"n_noise_samples must be an integer >= 1"),
+    ],
+)
+def test_bad_ablation_options(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        AblationDenoisePG("MlpPolicy", "Pendulum-v1", **kwargs)
+
+
+def test_the_library_refuses_the_ablation_options_with_a_pointer_to_this_class():
+    for kwargs in (dict(baseline_action="clean"), dict(actor_batch_window=10), dict(condition_on_reward=False)):
+        with pytest.raises(TypeError):
+            DenoisePG("MlpPolicy", "Pendulum-v1", **kwargs)
+    with pytest.raises(ValueError, match=r"denoiser_sigma must be a finite number > 0 .*AblationDenoisePG"):
+        DenoisePG("MlpPolicy", "Pendulum-v1", denoiser_sigma=[0.1, 0.2])
+
+
+def test_a_model_saved_with_an_ablation_option_loads_with_this_class_and_not_with_the_library(tmp_path, small):
+    model = AblationDenoisePG("MlpPolicy", "Pendulum-v1", seed=0, baseline_action="clean", **small).learn(80)
+    model.save(tmp_path / "model.zip")
+    with pytest.raises(ValueError, match=r"saved with baseline_action='clean'.*AblationDenoisePG"):
+        DenoisePG.load(tmp_path / "model.zip")
+    loaded = AblationDenoisePG.load(tmp_path / "model.zip", env=gym.make("Pendulum-v1"))
+    assert loaded.baseline_action == "clean"
+    loaded.learn(40, reset_num_timesteps=False)
+
+
+def test_ablation_defaults_reproduce_the_library(small):
+    """With every ablation option at its library value, the same seed gives the same estimate."""
+    batches = []
+    for algo_class in (DenoisePG, AblationDenoisePG):
+        model = algo_class("MlpPolicy", "Pendulum-v1", seed=0, **small).learn(100)
+        batch = model.replay_buffer.sample(16)
+        th.manual_seed(0)
+        batches.append((batch, model.estimate(batch).gradient))
+    th.testing.assert_close(batches[0][0].observations, batches[1][0].observations)
+    th.testing.assert_close(batches[0][1], batches[1][1])
