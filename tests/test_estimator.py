@@ -1,8 +1,10 @@
-"""The estimator: its functions alone, then the whole of it on a world whose gradient is known."""
+"""The estimator: its functions alone, then the whole of it on a world whose gradient is known (docs/estimator.rst)."""
 
 import numpy as np
 import pytest
 import torch as th
+from conftest import fill_with_behaviour as _fill_with_behaviour
+from conftest import fit_known_world
 from stable_baselines3.common.logger import configure
 
 from sb3_denoise_pg import DenoisePG
@@ -77,27 +79,9 @@ def test_losses():
     assert saturation(th.tensor([[0.995, -1.0], [0.5, -0.2]])) == 0.5
 
 
-def _fill_with_behaviour(model: DenoisePG, env: LinearGaussianWorld, n: int, tau: float, seed: int = 0) -> None:
-    """Replay buffer of one-step transitions with Gaussian behaviour actions a ~ N(0.2, tau^2)."""
-    rng = np.random.default_rng(seed)
-    dim = env.action_space.shape[0]
-    obs = rng.normal(size=(n, env.observation_space.shape[0]))
-    actions = np.clip(0.2 + tau * rng.normal(size=(n, dim)), -1, 1)
-    next_obs = env.mean_outcome(obs, actions) + env.noise_std * rng.normal(size=obs.shape)
-    rewards = -np.sum((next_obs - env.goal) ** 2, axis=1)
-    for i in range(n):
-        model.replay_buffer.add(obs[i : i + 1], next_obs[i : i + 1], actions[i : i + 1], rewards[i : i + 1], np.ones(1), [{}])
-
-
 def _trained_on_known_world(action_dim: int, noise_std: float, gradient_steps: int) -> tuple[DenoisePG, LinearGaussianWorld]:
-    env = LinearGaussianWorld(action_dim=action_dim, noise_std=noise_std)
-    model = DenoisePG(
-        "MlpPolicy", env, seed=0, denoiser_sigma=0.1, n_noise_samples=32, policy_kwargs=dict(net_arch=[128, 128])
-    )
-    model.set_logger(configure(None, []))
-    _fill_with_behaviour(model, env, n=10_000, tau=0.3)
-    model.train(gradient_steps=gradient_steps, batch_size=256)
-    return model, env
+    world = fit_known_world(action_dim, noise_std, gradient_steps=gradient_steps)
+    return world.model, world.env
 
 
 def _cosines(model: DenoisePG, env: LinearGaussianWorld, batch) -> tuple[float, float, float]:
@@ -111,10 +95,12 @@ def _cosines(model: DenoisePG, env: LinearGaussianWorld, batch) -> tuple[float, 
     return float(batch_cos), float(per_sample.mean()), float(np.linalg.norm(mean_est) / np.linalg.norm(mean_true))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("action_dim", [1, 4])
-def test_action_gradient_matches_true_gradient_in_noisy_world(action_dim):
-    model, env = _trained_on_known_world(action_dim, noise_std=0.3, gradient_steps=1500)
-    batch = model.replay_buffer.sample(4096)
+def test_action_gradient_matches_true_gradient_in_noisy_world(action_dim, known_world):
+    world = known_world(action_dim=action_dim, noise_std=0.3)
+    model, env = world.model, world.env
+    batch = world.batch(4096, seed=action_dim)
     assert model.action_gradient(batch).shape == (4096, action_dim)
     batch_cos, _, ratio = _cosines(model, env, batch)
     assert batch_cos >= 0.95

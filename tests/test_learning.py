@@ -9,6 +9,8 @@ from stable_baselines3.common.noise import NormalActionNoise
 
 from sb3_denoise_pg import DenoisePG
 
+pytestmark = pytest.mark.slow  # learning runs, judged by their returns: 10 s to a few minutes each
+
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_identity_env_box_reaches_threshold(seed):

@@ -10,7 +10,12 @@ from stable_baselines3.common.envs import SimpleMultiObsEnv
 
 from sb3_denoise_pg import DenoisePG
 
-SMALL = dict(learning_starts=50, batch_size=32, policy_kwargs=dict(net_arch=[32, 32]), seed=0)
+
+@pytest.fixture
+def settings(small):
+    """The shared small settings with seed 0 and DenoisePG's default n_noise_samples."""
+    del small["n_noise_samples"]
+    return dict(small, seed=0)
 
 
 def _parameters(module: th.nn.Module) -> list[th.Tensor]:
@@ -21,8 +26,8 @@ def _same(a: list[th.Tensor], b: list[th.Tensor]) -> bool:
     return all(th.equal(x, y) for x, y in zip(a, b, strict=True))
 
 
-def test_pretraining_trains_the_denoiser_alone():
-    model = DenoisePG("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=2, seed=0), **SMALL)
+def test_pretraining_trains_the_denoiser_alone(settings):
+    model = DenoisePG("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=2, seed=0), **settings)
     actor, critic, denoiser = _parameters(model.actor), _parameters(model.critic), _parameters(model.denoiser)
     assert model.pretrain_denoiser(collect_steps=200, gradient_steps=20) is model
     assert not _same(denoiser, _parameters(model.denoiser))
@@ -33,8 +38,8 @@ def test_pretraining_trains_the_denoiser_alone():
     assert model.num_timesteps == 100
 
 
-def test_reward_slot_is_masked():
-    model = DenoisePG("MlpPolicy", "Pendulum-v1", **SMALL)
+def test_reward_slot_is_masked(settings):
+    model = DenoisePG("MlpPolicy", "Pendulum-v1", **settings)
     obs, next_obs = th.randn(4, 3), th.randn(4, 3)
     dones = th.zeros(4, 1)
     _, masked_a = model.denoiser.encode(obs, next_obs, th.full((4, 1), 5.0), dones, reward_known=False)
@@ -45,21 +50,21 @@ def test_reward_slot_is_masked():
     assert th.all(masked_a[:, -3] == 0.0) and th.all(masked_a[:, -1] == 0.0)
 
 
-def test_pretraining_from_a_buffer_with_rewards():
-    source = DenoisePG("MlpPolicy", "Pendulum-v1", **SMALL).learn(120)
-    model = DenoisePG("MlpPolicy", "Pendulum-v1", **SMALL)
+def test_pretraining_from_a_buffer_with_rewards(settings):
+    source = DenoisePG("MlpPolicy", "Pendulum-v1", **settings).learn(120)
+    model = DenoisePG("MlpPolicy", "Pendulum-v1", **settings)
     denoiser = _parameters(model.denoiser)
     model.pretrain_denoiser(source.replay_buffer, gradient_steps=10, use_rewards=True)
     assert not _same(denoiser, _parameters(model.denoiser))
 
 
-def test_pretraining_with_dict_observations():
-    model = DenoisePG("MultiInputPolicy", SimpleMultiObsEnv(random_start=True, discrete_actions=False), **SMALL)
+def test_pretraining_with_dict_observations(settings):
+    model = DenoisePG("MultiInputPolicy", SimpleMultiObsEnv(random_start=True, discrete_actions=False), **settings)
     model.pretrain_denoiser(collect_steps=64, gradient_steps=5)
 
 
-def test_save_load_after_pretraining(tmp_path):
-    model = DenoisePG("MlpPolicy", "Pendulum-v1", **SMALL).pretrain_denoiser(collect_steps=100, gradient_steps=10)
+def test_save_load_after_pretraining(tmp_path, settings):
+    model = DenoisePG("MlpPolicy", "Pendulum-v1", **settings).pretrain_denoiser(collect_steps=100, gradient_steps=10)
     model.save(tmp_path / "model.zip")
     loaded = DenoisePG.load(tmp_path / "model.zip", env=gym.make("Pendulum-v1"))
     assert _same(_parameters(model.denoiser), _parameters(loaded.denoiser))
@@ -70,8 +75,8 @@ def test_save_load_after_pretraining(tmp_path):
     loaded.learn(100)
 
 
-def test_bad_pretraining_input():
-    model = DenoisePG("MlpPolicy", "Pendulum-v1", **SMALL)
+def test_bad_pretraining_input(settings):
+    model = DenoisePG("MlpPolicy", "Pendulum-v1", **settings)
     wrong_actions = ReplayBuffer(10, model.observation_space, gym.spaces.Box(-1, 1, (2,), np.float32))
     wrong_actions.add(np.zeros((1, 3)), np.zeros((1, 3)), np.zeros((1, 2)), np.zeros(1), np.zeros(1), [{}])
     with pytest.raises(ValueError, match=r"actions of shape \(2,\).*\(1,\)"):

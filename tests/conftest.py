@@ -1,0 +1,147 @@
+"""
+Shared test settings and fitted models.
+
+Settings (each fixture returns a fresh copy, free to change):
+
+- ``small``: small networks and batches, for tests that run ``learn`` for a few hundred steps
+- ``tiny``: smaller still, for tests that only need a model to run at all
+
+Fitted models on the linear-Gaussian world (``sb3_denoise_pg.envs.LinearGaussianWorld``), whose ``grad_a Q`` is
+known (docs/estimator.rst): a DenoisePG's critic and denoiser (and actor) trained on a replay buffer of one-step
+transitions from a Gaussian behaviour policy. Fitting takes one to two minutes each, so the models are shared by the
+whole session: ``known_world(**config)`` fits once per distinct configuration, and the named fixtures below are
+configurations of it. A ``KnownWorld`` is shared: read it, and draw fresh batches with ``world.batch(n, seed)``;
+a test that changes the model (an attribute, its weights) must work on ``copy.deepcopy(world.model)`` instead.
+"""
+
+import copy
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.type_aliases import ReplayBufferSamples
+
+from sb3_denoise_pg import DenoisePG
+from sb3_denoise_pg.envs import LinearGaussianWorld
+
+SMALL: dict[str, Any] = dict(policy_kwargs=dict(net_arch=[32, 32]), learning_starts=50, batch_size=32, n_noise_samples=4)
+TINY: dict[str, Any] = dict(policy_kwargs=dict(net_arch=[16]), learning_starts=20, batch_size=16, n_noise_samples=2)
+
+
+@pytest.fixture
+def small() -> dict[str, Any]:
+    """``SMALL``: ``net_arch=[32, 32]``, ``learning_starts=50``, ``batch_size=32``, ``n_noise_samples=4``."""
+    return copy.deepcopy(SMALL)
+
+
+@pytest.fixture
+def tiny() -> dict[str, Any]:
+    """``TINY``: ``net_arch=[16]``, ``learning_starts=20``, ``batch_size=16``, ``n_noise_samples=2``."""
+    return copy.deepcopy(TINY)
+
+
+# ---- the linear-Gaussian world: fitted models --------------------------------------------------------------------
+
+
+def behaviour_transitions(
+    env: LinearGaussianWorld, n: int, tau: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``n`` one-step transitions ``(obs, actions, next_obs, rewards)`` with behaviour actions ``a ~ N(0.2, tau^2)``."""
+    dim = env.action_space.shape[0]
+    obs = rng.normal(size=(n, env.observation_space.shape[0]))
+    actions = np.clip(0.2 + tau * rng.normal(size=(n, dim)), -1, 1)
+    next_obs = env.mean_outcome(obs, actions) + env.noise_std * rng.normal(size=obs.shape)
+    rewards = -np.sum((next_obs - env.goal) ** 2, axis=1)
+    return obs, actions, next_obs, rewards
+
+
+def fill_with_behaviour(model: DenoisePG, env: LinearGaussianWorld, n: int, tau: float, seed: int = 0) -> None:
+    """Replay buffer of one-step transitions with Gaussian behaviour actions a ~ N(0.2, tau^2)."""
+    obs, actions, next_obs, rewards = behaviour_transitions(env, n, tau, np.random.default_rng(seed))
+    for i in range(n):
+        model.replay_buffer.add(obs[i : i + 1], next_obs[i : i + 1], actions[i : i + 1], rewards[i : i + 1], np.ones(1), [{}])
+
+
+@dataclass(frozen=True)
+class KnownWorld:
+    """A DenoisePG fitted on a linear-Gaussian world, the world, and the behaviour policy's spread ``tau``."""
+
+    model: DenoisePG
+    env: LinearGaussianWorld
+    tau: float
+
+    def batch(self, n: int, seed: int) -> ReplayBufferSamples:
+        """``n`` fresh transitions from the behaviour policy (not in the replay buffer), the same for the same seed."""
+        obs, actions, next_obs, rewards = behaviour_transitions(self.env, n, self.tau, np.random.default_rng(seed))
+        to_torch = self.model.replay_buffer.to_torch
+        columns = (obs, actions, next_obs, np.ones((n, 1)), rewards.reshape(-1, 1))
+        return ReplayBufferSamples(*(to_torch(column.astype(np.float32)) for column in columns))
+
+    def true_gradient(self, batch: ReplayBufferSamples) -> np.ndarray:
+        """The world's ``grad_a Q(s, a)`` at the batch's observations and actions, ``(batch, action_dim)``."""
+        obs, actions = batch.observations.cpu().numpy(), batch.actions.cpu().numpy()
+        return self.env.true_action_gradient(obs.astype(np.float64), actions.astype(np.float64))
+
+
+def fit_known_world(
+    action_dim: int = 4,
+    noise_std: float = 0.3,
+    sigma: float = 0.1,
+    n_transitions: int = 10_000,
+    gradient_steps: int = 1500,
+    seed: int = 0,
+    tau: float = 0.3,
+    batch_size: int = 256,
+    **model_kwargs: Any,
+) -> KnownWorld:
+    """
+    Fit a DenoisePG on ``LinearGaussianWorld(action_dim, noise_std=noise_std)`` (its world matrices of seed 0).
+
+    :param action_dim: The world's action dimension (and its observation dimension)
+    :param noise_std: The world's outcome noise: 0.3 noisy, 0.02 nearly deterministic
+    :param sigma: The model's ``denoiser_sigma``
+    :param n_transitions: Replay buffer size, of behaviour actions ``a ~ N(0.2, tau^2)``
+    :param gradient_steps: ``model.train`` steps, of ``batch_size`` transitions
+    :param seed: The model's seed and the replay data's
+    :param model_kwargs: More DenoisePG arguments; by default ``n_noise_samples=32`` and ``net_arch=[128, 128]``
+    """
+    env = LinearGaussianWorld(action_dim=action_dim, noise_std=noise_std)
+    kwargs = dict(n_noise_samples=32, policy_kwargs=dict(net_arch=[128, 128])) | model_kwargs
+    model = DenoisePG("MlpPolicy", env, seed=seed, denoiser_sigma=sigma, **kwargs)
+    model.set_logger(configure(None, []))
+    fill_with_behaviour(model, env, n=n_transitions, tau=tau, seed=seed)
+    model.train(gradient_steps=gradient_steps, batch_size=batch_size)
+    return KnownWorld(model, env, tau)
+
+
+@pytest.fixture(scope="session")
+def known_world() -> Callable[..., KnownWorld]:
+    """``known_world(**config)``: ``fit_known_world(**config)``, fitted once per distinct config in the session."""
+    fitted: dict[str, KnownWorld] = {}
+
+    def get(**config: Any) -> KnownWorld:
+        arguments = inspect.signature(fit_known_world).bind(**config)
+        arguments.apply_defaults()
+        model_kwargs = arguments.arguments.pop("model_kwargs")
+        key = repr(sorted(arguments.arguments.items()) + sorted(model_kwargs.items()))
+        if key not in fitted:
+            fitted[key] = fit_known_world(**config)
+        return fitted[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def noisy_world_4d(known_world) -> KnownWorld:
+    """The noisy world (noise_std 0.3) at action dimension 4, sigma 0.1, 10k transitions, 1500 gradient steps."""
+    return known_world(action_dim=4, noise_std=0.3)
+
+
+@pytest.fixture(scope="session")
+def quiet_world_16d(known_world) -> KnownWorld:
+    """The nearly deterministic world (noise_std 0.02) at action dimension 16, otherwise as ``noisy_world_4d``."""
+    return known_world(action_dim=16, noise_std=0.02)
