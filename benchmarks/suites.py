@@ -63,7 +63,7 @@ _QUICK_ENVS = (
     EnvBudget("MountainCarContinuous-v0", 20_000),
     # The zoo's settings (of InvertedPendulumBulletEnv) start learning after 10k steps, the whole budget here
     EnvBudget("InvertedPendulum-v5", 10_000, hyperparams=("learning_starts:1000",)),
-    # The noisy worlds' MuJoCo task that fits the quick suite (added in stop 10)
+    # The noisy worlds' MuJoCo task that fits the quick suite's budget
     EnvBudget("sb3_denoise_pg/NoisyInvertedPendulum-v5", 10_000, hyperparams=("learning_starts:1000",)),
 )
 
@@ -98,7 +98,7 @@ SUITES: dict[str, Suite] = {
             zoo_args=("--hyperparams", "learning_starts:200"),
         ),
         Suite("quick", _QUICK_ENVS, ("denoise_pg", "td3", "sac"), 3),
-        # Issue 4's MountainCar target: solved within SAC's zoo budget (50k steps)
+        # Whether DenoisePG solves MountainCar within SAC's zoo budget (50k steps)
         Suite("mountaincar", (EnvBudget("MountainCarContinuous-v0", 50_000, eval_freq=5_000),), _PEERS, 3),
         Suite("standard", _QUICK_ENVS + _STANDARD_MUJOCO, ("denoise_pg", "td3", "sac"), 5),
         Suite("full", _FULL_ENVS, ("denoise_pg", "td3", "sac", "tqc", "crossq"), 10),

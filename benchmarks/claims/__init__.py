@@ -1,1 +1,1 @@
-"""Scripts that put the seed post's claims to the test; each writes its figure and table next to itself."""
+"""Scripts that put the source post's claims to the test; each writes its figure and table next to itself."""

@@ -1,5 +1,5 @@
 """
-Claim 3 of the seed post, its own demo redone on data that ships with scikit-learn (8x8 digits, no download):
+Claim 3 of the source post, its own demo redone on data that ships with scikit-learn (8x8 digits, no download):
 walking an image towards a "canonical 9" along the score difference ``(D(x~ | 9) - D(x~)) / sigma^2`` of one
 denoiser trained conditional and unconditional on the digit label (``grad_x log p(9 | x)`` by Bayes' rule, smoothed
 at noise ``sigma``), beside the same walk along a trained classifier's input-gradient ``grad_x log p(9 | x)``.
@@ -51,7 +51,7 @@ class LabelDenoiser(nn.Module):
         return noisy - self.sigma * self.net(th.cat([noisy, one_hot], dim=1))
 
     def score_difference(self, x: th.Tensor, label: int, n_draws: int = 32) -> th.Tensor:
-        """``mean_z (D(x + sigma z | label) - D(x + sigma z)) / sigma^2``: ESTIMATOR.md eq. 5 without the return."""
+        """``mean_z (D(x + sigma z | label) - D(x + sigma z)) / sigma^2``: docs/estimator.rst, eq. (5), without the return."""
         with th.no_grad():
             noisy = x.repeat(n_draws, 1) + self.sigma * th.randn(n_draws * len(x), x.shape[1])
             labels = th.full((len(noisy),), label)

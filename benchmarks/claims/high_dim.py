@@ -1,5 +1,5 @@
 """
-Claim 1 of the seed post: the score-difference estimator works well in high-dimensional action spaces.
+Claim 1 of the source post: the score-difference estimator works well in high-dimensional action spaces.
 
 On the linear-Gaussian world (outcome dimension = action dimension), for each action dimension and number of
 training transitions, one DenoisePG model's critic and denoiser are fitted on the same data with the same budget;

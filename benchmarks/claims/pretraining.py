@@ -1,5 +1,5 @@
 """
-Claim 2 of the seed post: the denoiser benefits from pretraining without external reward.
+Claim 2 of the source post: the denoiser benefits from pretraining without external reward.
 
 For each env and seed, two DenoisePG runs with the same total number of env-steps ``T``:
 - ``scratch``: ``learn(T)``;

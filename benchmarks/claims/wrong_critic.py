@@ -1,5 +1,5 @@
 """
-Claim 3 of the seed post, in RL terms: following the input-gradient of a learned network is fragile where that
+Claim 3 of the source post, in RL terms: following the input-gradient of a learned network is fragile where that
 network is wrong; the score-difference estimate uses the critic only as a baseline, whose error cannot bias it.
 
 On the linear-Gaussian world the critic is trained on deliberately perturbed rewards, ``r + A sin(k <u, a>)`` (a
