@@ -1,17 +1,20 @@
 """
 Ablations of DenoisePG's estimator levers, with TD3 at the same settings in the same run. A study is an env, its
-shared settings and its variants; each variant changes some settings of the study's base.
+shared settings and its variants; each variant changes some settings of the study's base. Variants of options that
+the library no longer has run through ``benchmarks.ablation_variants.AblationDenoisePG``.
 
 - ``pendulum`` (the default): Pendulum-v1 with the zoo's TD3 settings (gamma 0.98, normal action noise 0.1, learning
   rate 1e-3, batch 256, buffer 200k), ``learning_starts=5000`` (uniformly random actions), 15k steps and ``[64, 64]``
-  networks, so that 5 seeds of every variant (about 50 s a run) fit in minutes on 2 cores. Its base is DenoisePG's
-  defaults with ``denoiser_sigma=0.1`` (the default when the first round was measured; ``0.2`` won it and is the
-  default now) and ``actor_preactivation_penalty=0`` (the default until the third round), so that the committed runs
-  stay reproducible.
+  networks, so that 5 seeds of every variant (about 50 s a run) fit in minutes on 2 cores. Its base is version
+  0.1.0's first defaults: ``denoiser_sigma=0.1`` (0.2 won the first panel and became the default), no pre-activation
+  penalty and no critic control variate, so that the committed runs stay reproducible; each panel says which
+  defaults its variants change.
+- ``pendulum-cv``: the same protocol from version 0.2.0's defaults: the critic control variate, its coefficient,
+  orthogonal draws and fewer draws.
 - ``halfcheetah``: HalfCheetah-v5 with the zoo's TD3 MuJoCo settings (``learning_starts=10000``, normal action noise
   0.1, ``[400, 300]``), 30k steps (12-15 minutes a DenoisePG run on one core): the actor saturation of the standard
-  suite's run, and what changes it. Its base is the defaults of the time, ``actor_preactivation_penalty=0``: the
-  penalty it found (``0.01``) is today's default.
+  suite's first run, and what changes it. Its base has no pre-activation penalty and no control variate: the
+  penalty it found (``0.01``) is a default now.
 - ``hopper``: the same on Hopper-v5, whether the penalty carries over.
 
 Deterministic evaluation on ``--eval-episodes`` episodes every ``--eval-freq`` steps, the same start states for every
@@ -29,13 +32,14 @@ import functools
 import json
 import re
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from stable_baselines3.common.utils import LinearSchedule
 
-from benchmarks import RESULTS_DIR, markdown_table
+from benchmarks import RESULTS_DIR, markdown_table, provenance
 from benchmarks.variants import learn_with_evaluations, plot_mean_curve, run_plan
 
 Variants = dict[str, dict[str, Any]]  # variant name -> DenoisePG constructor overrides of the base; "td3" is TD3
@@ -70,7 +74,8 @@ class Study:
     net_arch: list[int]
 
 
-PENDULUM_FIRST_ROUND: Variants = {
+# Version 0.1.0's estimator levers, from its first defaults (sigma 0.1, no penalty)
+PENDULUM_ESTIMATOR: Variants = {
     "base": {},
     "td3": {},
     "2 noise draws": {"n_noise_samples": 2},
@@ -83,8 +88,8 @@ PENDULUM_FIRST_ROUND: Variants = {
     "no kernel localisation": {"actor_kernel_width": None},
     "no advantage centring": {"center_advantages": False},
 }
-# From the defaults of stop 7 (sigma 0.2): the levers the first round did not cover
-PENDULUM_SECOND_ROUND: Variants = {
+# From sigma 0.2, no penalty: cost and actor-update levers
+PENDULUM_COST_AND_ACTOR: Variants = {
     "sigma 0.4": {"denoiser_sigma": 0.4},
     "sigma 0.2, 4 noise draws": {"denoiser_sigma": 0.2, "n_noise_samples": 4},
     "sigma 0.2, regression head": {"denoiser_sigma": 0.2, "actor_gradient": "regression"},
@@ -92,15 +97,15 @@ PENDULUM_SECOND_ROUND: Variants = {
     "sigma 0.2, outcome without reward": {"denoiser_sigma": 0.2, "condition_on_reward": False},
     "sigma 0.2, baseline from one critic": {"denoiser_sigma": 0.2, "baseline_reduction": "first"},
 }
-# From the defaults of stop 7 (sigma 0.2, no penalty): the levers measured with the MuJoCo study (stop 8)
-PENDULUM_THIRD_ROUND: Variants = {
+# From sigma 0.2, no penalty: the levers of the MuJoCo study
+PENDULUM_SCHEDULE_AND_PENALTY: Variants = {
     "sigma annealed 0.4 to 0.1": {"denoiser_sigma": LinearSchedule(0.4, 0.1, 1.0)},
     "sigma 0.2, pre-activation penalty 0.01": {"denoiser_sigma": 0.2, "actor_preactivation_penalty": 0.01},
     "sigma 0.2, kernel width 0.5": {"denoiser_sigma": 0.2, "actor_kernel_width": 0.5},
     "sigma 0.2, no kernel localisation": {"denoiser_sigma": 0.2, "actor_kernel_width": None},
 }
-# From today's defaults (sigma 0.2, penalty 0.01; stop 10): several sigma levels averaged, the sigma lever left
-PENDULUM_FOURTH_ROUND: Variants = {
+# From sigma 0.2 and the penalty 0.01: several sigma levels averaged
+PENDULUM_SIGMA_LEVELS: Variants = {
     f"penalty 0.01, sigma levels {'/'.join(map(str, levels))}{suffix}": {
         "denoiser_sigma": list(levels),
         "actor_preactivation_penalty": 0.01,
@@ -112,6 +117,20 @@ PENDULUM_FOURTH_ROUND: Variants = {
         ((0.05, 0.2), "", {}),
         ((0.1, 0.2, 0.4), ", 16 draws", {"n_noise_samples": 16}),
     )
+}
+# From version 0.2.0's defaults (sigma 0.2, penalty 0.01, the control variate with the batch's lambda*, 8 draws)
+PENDULUM_CONTROL_VARIATE: Variants = {
+    "defaults": {},
+    "td3": {},
+    "control variate off": {"critic_control_variate": None},
+    "lambda 1": {"critic_control_variate": 1.0},
+    "lambda 0.2": {"critic_control_variate": 0.2},
+    "orthogonal draws": {"orthogonal_noise": True},
+    "control variate off, orthogonal draws": {"critic_control_variate": None, "orthogonal_noise": True},
+    "2 draws": {"n_noise_samples": 2},
+    "4 draws": {"n_noise_samples": 4},
+    "control variate off, 2 draws": {"critic_control_variate": None, "n_noise_samples": 2},
+    "control variate off, 4 draws": {"critic_control_variate": None, "n_noise_samples": 4},
 }
 HALFCHEETAH: Variants = {
     "base": {},
@@ -127,16 +146,17 @@ HOPPER: Variants = {
     "td3": {},
     "pre-activation penalty 0.01": {"actor_preactivation_penalty": 0.01},
 }
+# Version 0.1.0 had no control variate: the committed runs of these studies were made without it
+WITHOUT_CV = {"critic_control_variate": None}
 
 
 def _mujoco_study(env_id: str, variants: Variants) -> Study:
-    """The zoo's TD3 MuJoCo settings, 30k steps; the base is the defaults of stop 7, when these studies began:
-    the penalty is the lever they found."""
+    """The zoo's TD3 MuJoCo settings, 30k steps; the base has no penalty (the lever these studies found)."""
     return Study(
         env_id=env_id,
         settings=dict(buffer_size=1_000_000),
         noise_std=0.1,
-        base={"actor_preactivation_penalty": 0.0},
+        base={"actor_preactivation_penalty": 0.0, **WITHOUT_CV},
         panels={"actor saturation": list(variants)},
         variants=variants,
         steps=30_000,
@@ -147,25 +167,55 @@ def _mujoco_study(env_id: str, variants: Variants) -> Study:
     )
 
 
-STUDIES = {
-    "pendulum": Study(
+def _pendulum_study(base: dict[str, Any], panels: dict[str, list[str]], variants: Variants) -> Study:
+    return Study(
         env_id="Pendulum-v1",
         settings=dict(gamma=0.98, buffer_size=200_000),
         noise_std=0.1,
-        # Every round's runs were made with the pre-activation penalty off, the default before stop 8
-        base={"denoiser_sigma": 0.1, "actor_preactivation_penalty": 0.0},
-        panels={
-            "first round": list(PENDULUM_FIRST_ROUND),
-            "second round": ["td3", "sigma 0.2", *PENDULUM_SECOND_ROUND],
-            "third round": ["td3", "sigma 0.2", *PENDULUM_THIRD_ROUND],
-            "fourth round": ["td3", "sigma 0.2, pre-activation penalty 0.01", *PENDULUM_FOURTH_ROUND],
-        },
-        variants={**PENDULUM_FIRST_ROUND, **PENDULUM_SECOND_ROUND, **PENDULUM_THIRD_ROUND, **PENDULUM_FOURTH_ROUND},
+        base=base,
+        panels=panels,
+        variants=variants,
         steps=15_000,
         learning_starts=5_000,
         eval_freq=2_500,
         eval_episodes=10,
         net_arch=[64, 64],
+    )
+
+
+STUDIES = {
+    "pendulum": _pendulum_study(
+        {"denoiser_sigma": 0.1, "actor_preactivation_penalty": 0.0, **WITHOUT_CV},
+        {
+            "estimator levers (sigma 0.1)": list(PENDULUM_ESTIMATOR),
+            "cost and actor levers (sigma 0.2)": ["td3", "sigma 0.2", *PENDULUM_COST_AND_ACTOR],
+            "sigma schedule, penalty, kernel (sigma 0.2)": ["td3", "sigma 0.2", *PENDULUM_SCHEDULE_AND_PENALTY],
+            "sigma levels (sigma 0.2, penalty 0.01)": [
+                "td3",
+                "sigma 0.2, pre-activation penalty 0.01",
+                *PENDULUM_SIGMA_LEVELS,
+            ],
+        },
+        {**PENDULUM_ESTIMATOR, **PENDULUM_COST_AND_ACTOR, **PENDULUM_SCHEDULE_AND_PENALTY, **PENDULUM_SIGMA_LEVELS},
+    ),
+    "pendulum-cv": _pendulum_study(
+        {},
+        {
+            "control variate and its coefficient": ["td3", "defaults", "control variate off", "lambda 1", "lambda 0.2"],
+            "orthogonal draws": [
+                "td3",
+                "defaults",
+                "control variate off",
+                *[v for v in PENDULUM_CONTROL_VARIATE if "orth" in v],
+            ],
+            "fewer draws": [
+                "td3",
+                "defaults",
+                "control variate off",
+                *[v for v in PENDULUM_CONTROL_VARIATE if " draws" in v and "orth" not in v],
+            ],
+        },
+        PENDULUM_CONTROL_VARIATE,
     ),
     "halfcheetah": _mujoco_study("HalfCheetah-v5", HALFCHEETAH),
     "hopper": _mujoco_study("Hopper-v5", HOPPER),
@@ -182,7 +232,7 @@ def make_model(study: Study, variant: str, seed: int, learning_starts: int, net_
     from stable_baselines3 import TD3
     from stable_baselines3.common.noise import NormalActionNoise
 
-    from sb3_denoise_pg import DenoisePG
+    from benchmarks.ablation_variants import AblationDenoisePG
 
     action_dim = gym.make(study.env_id).action_space.shape[0]
     settings = dict(
@@ -195,10 +245,11 @@ def make_model(study: Study, variant: str, seed: int, learning_starts: int, net_
     )
     if variant == "td3":
         return TD3("MlpPolicy", study.env_id, **settings)
-    return DenoisePG("MlpPolicy", study.env_id, **settings, **{**study.base, **study.variants[variant]})
+    return AblationDenoisePG("MlpPolicy", study.env_id, **settings, **{**study.base, **study.variants[variant]})
 
 
 def run_one(args: argparse.Namespace, variant: str, seed: int) -> dict:
+    started = {**provenance(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     study = STUDIES[args.study]
     model = make_model(study, variant, seed, args.learning_starts, args.net_arch)
     curves = learn_with_evaluations(model, study.env_id, args.steps, args.eval_freq, args.eval_episodes, seed + 1000)
@@ -209,6 +260,7 @@ def run_one(args: argparse.Namespace, variant: str, seed: int) -> dict:
         "seed": seed,
         **curves,
         "final_saturation": final_saturation(model),
+        **started,
     }
 
 
@@ -264,7 +316,7 @@ def report(study: Study, results: list[dict], output: Path, command: str) -> str
                 # The mean evaluation return over the run: sensitive to the speed of learning
                 f"{returns.mean():.1f}",
                 f"{np.mean([r['wall_time_s'] for r in runs]):.0f}",
-                # Added after the first Pendulum rounds: their runs have none
+                # Added after the first Pendulum panels were run: their runs have none
                 _mean_or_blank([r.get("final_saturation") for r in runs]),
             ]
         )

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch as th
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
@@ -86,6 +87,22 @@ class KnownWorld:
         obs, actions = batch.observations.cpu().numpy(), batch.actions.cpu().numpy()
         return self.env.true_action_gradient(obs.astype(np.float64), actions.astype(np.float64))
 
+    def agreement(self, batch: ReplayBufferSamples, model: DenoisePG | None = None) -> tuple[float, float, float]:
+        """
+        How ``action_gradient`` of ``model`` (default: the fitted one) agrees with the true ``grad_a Q`` on ``batch``,
+        with the noise drawn from seed 1: batch-mean cosine, mean per-transition cosine, and the norm ratio of the
+        batch means.
+        """
+        th.manual_seed(1)
+        estimate = (model or self.model).action_gradient(batch).cpu().numpy().astype(np.float64)
+        truth = self.true_gradient(batch)
+        mean_estimate, mean_truth = estimate.mean(0), truth.mean(0)
+        batch_cosine = mean_estimate @ mean_truth / np.linalg.norm(mean_estimate) / np.linalg.norm(mean_truth)
+        norms = np.linalg.norm(estimate, axis=1) * np.linalg.norm(truth, axis=1) + 1e-12
+        per_transition = np.sum(estimate * truth, 1) / norms
+        ratio = np.linalg.norm(mean_estimate) / np.linalg.norm(mean_truth)
+        return float(batch_cosine), float(per_transition.mean()), float(ratio)
+
 
 def fit_known_world(
     action_dim: int = 4,
@@ -96,6 +113,7 @@ def fit_known_world(
     seed: int = 0,
     tau: float = 0.3,
     batch_size: int = 256,
+    algo_class: type[DenoisePG] = DenoisePG,
     **model_kwargs: Any,
 ) -> KnownWorld:
     """
@@ -107,11 +125,12 @@ def fit_known_world(
     :param n_transitions: Replay buffer size, of behaviour actions ``a ~ N(0.2, tau^2)``
     :param gradient_steps: ``model.train`` steps, of ``batch_size`` transitions
     :param seed: The model's seed and the replay data's
+    :param algo_class: ``DenoisePG`` or a subclass (the benchmarks' ablation variants)
     :param model_kwargs: More DenoisePG arguments; by default ``n_noise_samples=32`` and ``net_arch=[128, 128]``
     """
     env = LinearGaussianWorld(action_dim=action_dim, noise_std=noise_std)
     kwargs = dict(n_noise_samples=32, policy_kwargs=dict(net_arch=[128, 128])) | model_kwargs
-    model = DenoisePG("MlpPolicy", env, seed=seed, denoiser_sigma=sigma, **kwargs)
+    model = algo_class("MlpPolicy", env, seed=seed, denoiser_sigma=sigma, **kwargs)
     model.set_logger(configure(None, []))
     fill_with_behaviour(model, env, n=n_transitions, tau=tau, seed=seed)
     model.train(gradient_steps=gradient_steps, batch_size=batch_size)

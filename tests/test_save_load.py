@@ -14,8 +14,6 @@ from torch import nn
 from sb3_denoise_pg import DenoisePG
 from sb3_denoise_pg.denoise_pg import DenoisePGPolicy
 
-SMALL = dict(policy_kwargs=dict(net_arch=[32, 32]), learning_starts=50, batch_size=32, n_noise_samples=4)
-
 
 def _assert_same_tensors(a, b):
     if isinstance(a, dict):
@@ -37,8 +35,17 @@ def _optimizers(model: DenoisePG) -> dict[str, th.optim.Optimizer]:
 
 
 @pytest.fixture
-def trained():
-    model = DenoisePG("MlpPolicy", "Pendulum-v1", seed=0, denoiser_sigma=0.2, cond_dropout=0.3, **SMALL)
+def trained(small):
+    model = DenoisePG(
+        "MlpPolicy",
+        "Pendulum-v1",
+        seed=0,
+        denoiser_sigma=0.3,
+        cond_dropout=0.3,
+        critic_control_variate=0.5,
+        orthogonal_noise=True,
+        **small,
+    )
     return model.learn(300)
 
 
@@ -60,7 +67,14 @@ def test_save_load_round_trip(trained, tmp_path):
     # Aliases point into the loaded policy, not at stale copies
     assert loaded.denoiser is loaded.policy.denoiser and loaded.critic is loaded.policy.critic
     np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], actions_before)
-    for attr in ("denoiser_sigma", "cond_dropout", "n_noise_samples", "policy_delay", "baseline_action"):
+    for attr in (
+        "denoiser_sigma",
+        "cond_dropout",
+        "n_noise_samples",
+        "policy_delay",
+        "critic_control_variate",
+        "orthogonal_noise",
+    ):
         assert getattr(loaded, attr) == getattr(trained, attr)
     # Training goes on after loading
     loaded.learn(100, reset_num_timesteps=False)
@@ -80,8 +94,8 @@ def test_policy_and_actor_only_save_load(trained, tmp_path):
     np.testing.assert_allclose(trained.policy.unscale_action(scaled), actions, rtol=1e-6)
 
 
-def test_set_env(tmp_path):
-    model = DenoisePG("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=1), seed=0, **SMALL)
+def test_set_env(tmp_path, small):
+    model = DenoisePG("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=1), seed=0, **small)
     model.learn(100)
     model.set_env(make_vec_env("Pendulum-v1", n_envs=1, seed=5))
     model.learn(100, reset_num_timesteps=False)
@@ -95,22 +109,24 @@ def test_set_env(tmp_path):
     loaded.learn(60)
 
 
-def test_replay_buffer_save_load(trained, tmp_path):
+def test_replay_buffer_save_load(trained, tmp_path, small):
     trained.save_replay_buffer(tmp_path / "buffer.pkl")
-    model = DenoisePG("MlpPolicy", "Pendulum-v1", seed=1, **SMALL)
+    model = DenoisePG("MlpPolicy", "Pendulum-v1", seed=1, **small)
     model.load_replay_buffer(tmp_path / "buffer.pkl")
     assert model.replay_buffer.size() == trained.replay_buffer.size()
     np.testing.assert_array_equal(model.replay_buffer.actions, trained.replay_buffer.actions)
     model.learn(60, reset_num_timesteps=False)
 
 
-def _train(seed: int) -> DenoisePG:
+def _train(seed: int, settings: dict) -> DenoisePG:
     noise = NormalActionNoise(np.zeros(1), 0.2 * np.ones(1))
-    return DenoisePG("MlpPolicy", "Pendulum-v1", seed=seed, action_noise=noise, **SMALL).learn(250)
+    return DenoisePG("MlpPolicy", "Pendulum-v1", seed=seed, action_noise=noise, **settings).learn(250)
 
 
-def test_same_seed_same_results():
-    a, b, c = _train(3), _train(3), _train(4)
+@pytest.mark.parametrize("orthogonal_noise", [False, True])
+def test_same_seed_same_results(small, orthogonal_noise):
+    small["orthogonal_noise"] = orthogonal_noise
+    a, b, c = _train(3, small), _train(3, small), _train(4, small)
     _assert_same_tensors(a.policy.state_dict(), b.policy.state_dict())
     np.testing.assert_array_equal(a.replay_buffer.actions, b.replay_buffer.actions)
     assert not np.array_equal(a.replay_buffer.actions, c.replay_buffer.actions)
@@ -154,3 +170,44 @@ def test_train_eval_mode_with_batch_norm():
     second, _ = model.predict(obs, deterministic=True)
     np.testing.assert_array_equal(first, second)  # eval mode: no dropout, frozen statistics
     _assert_same_tensors(stats, model.actor.features_extractor.net[2].running_mean)
+
+
+def _saved_by_an_older_version(model: DenoisePG, path, **removed_options) -> None:
+    """Save ``model`` as version 0.1.0 did: its options that left the library were attributes, saved with it."""
+    for name, value in removed_options.items():
+        setattr(model, name, value)
+    model.save(path)
+
+
+def test_a_model_saved_with_removed_options_at_their_old_defaults_keeps_working(trained, tmp_path):
+    old_defaults = dict(baseline_action="noised", baseline_reduction="mean", actor_batch_window=None, condition_on_reward=True)
+    _saved_by_an_older_version(trained, tmp_path / "old.zip", **old_defaults)
+    loaded = DenoisePG.load(tmp_path / "old.zip", env=gym.make("Pendulum-v1"))
+    assert not any(hasattr(loaded, name) for name in old_defaults)
+    _assert_same_tensors(trained.policy.state_dict(), loaded.policy.state_dict())
+    loaded.learn(60, reset_num_timesteps=False)
+
+
+@pytest.mark.parametrize(
+    "removed",
+    [
+        dict(baseline_action="clean"),
+        dict(baseline_reduction="min"),
+        dict(actor_batch_window=2500),
+        dict(condition_on_reward=False),
+    ],
+)
+def test_a_model_saved_with_a_removed_option_in_use_refuses_to_load_naming_it(trained, tmp_path, removed):
+    _saved_by_an_older_version(trained, tmp_path / "old.zip", **removed)
+    ((name, value),) = removed.items()
+    with pytest.raises(
+        ValueError, match=rf"saved with {name}={value!r}, an option DenoisePG no longer has.*AblationDenoisePG"
+    ):
+        DenoisePG.load(tmp_path / "old.zip")
+
+
+def test_a_model_saved_with_sigma_levels_refuses_to_load(trained, tmp_path):
+    trained.denoiser_sigma = [0.1, 0.2]
+    trained.save(tmp_path / "old.zip")
+    with pytest.raises(ValueError, match=r"denoiser_sigma must be a finite number > 0 \(sigma levels and schedules"):
+        DenoisePG.load(tmp_path / "old.zip")

@@ -26,8 +26,8 @@ ESTIMATOR_KEYS = (
     "antithetic",
     "cond_dropout",
     "normalize_action_gradient",
-    "baseline_reduction",
-    "baseline_action",
+    "critic_control_variate",
+    "orthogonal_noise",
     "actor_preactivation_penalty",
 )
 REQUIRED_DENOISE_PG_ENVS = (

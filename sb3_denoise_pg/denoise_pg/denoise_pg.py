@@ -1,7 +1,6 @@
 import math
 import warnings
 from collections import defaultdict
-from collections.abc import Sequence
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import numpy as np
@@ -14,17 +13,19 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy, ContinuousCritic
 from stable_baselines3.common.type_aliases import DictReplayBufferSamples, GymEnv, MaybeCallback, ReplayBufferSamples, Schedule
 from stable_baselines3.common.utils import get_parameters_by_name, polyak_update
-from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
 from stable_baselines3.td3.policies import Actor
 
 from sb3_denoise_pg.common.estimator import (
     actor_loss_from_gradient,
     antithetic_normal,
     cosine_similarity,
+    critic_control_variate,
     denoising_loss,
     gradient_regression_loss,
-    kernel_weights,
+    kernel_localised_rows,
     normalize_by_rms,
+    optimal_cv_coefficient,
+    orthogonal_normal,
     preactivation_penalty,
     saturation,
     score_difference_gradient,
@@ -42,16 +43,37 @@ from sb3_denoise_pg.denoise_pg.pretraining import check_pretraining_data, collec
 
 SelfDenoisePG = TypeVar("SelfDenoisePG", bound="DenoisePG")
 Samples = ReplayBufferSamples | DictReplayBufferSamples
+Sigma = float | th.Tensor  # one noise scale for the batch, or one per transition (shape (batch, 1))
+
+# Options of version 0.1.0 that left the library, with the value that made them a no-op. They live on, for the
+# ablations, in benchmarks.ablation_variants.AblationDenoisePG.
+REMOVED_OPTIONS: dict[str, Any] = {
+    "baseline_action": "noised",
+    "baseline_reduction": "mean",
+    "actor_batch_window": None,
+    "condition_on_reward": True,
+}
 
 
 class Estimate(NamedTuple):
-    """The score-difference estimate and what it was made of (for diagnostics)."""
+    """The score-difference estimate and what it was made of (for the actor update and the diagnostics)."""
 
-    gradient: th.Tensor  # (batch, action_dim), averaged over the noise draws
-    per_draw: th.Tensor  # (n_noise_samples, batch, action_dim), the estimate of each draw, at its a~
-    noisy_actions: th.Tensor  # (n_noise_samples, batch, action_dim)
-    denoised_cond: th.Tensor  # (n_noise_samples * batch, action_dim)
-    denoised_uncond: th.Tensor  # (n_noise_samples * batch, action_dim)
+    gradient: th.Tensor  # (batch, action_dim), averaged over the noise draws, control variate applied
+    per_draw: th.Tensor  # (n_draws, batch, action_dim), the estimate of each draw, control variate applied
+    noise: th.Tensor  # (n_draws, batch, action_dim), the unit-scale draws z
+    sigma: Sigma  # the noise scale of a~ = a + sigma z
+    noisy_actions: th.Tensor  # (n_draws, batch, action_dim)
+    denoised_cond: th.Tensor  # (n_draws * batch, action_dim)
+    denoised_uncond: th.Tensor  # (n_draws * batch, action_dim)
+    critic_gradient: th.Tensor | None = None  # (batch, action_dim), c = grad_a b(s, a) when a control variate is used
+    cv_coefficient: float = 0.0  # lambda
+
+    @property
+    def gradient_without_cv(self) -> th.Tensor:
+        """The draw-averaged estimate without the control variate, ``mean_k G_k``."""
+        if self.critic_gradient is None:
+            return self.gradient
+        return self.gradient + self.cv_coefficient * critic_control_variate(self.noise, self.critic_gradient).mean(dim=0)
 
 
 def check_action_space(action_space: spaces.Space) -> None:
@@ -83,23 +105,6 @@ def _is_integer(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
-def _check_sigma(sigma: float) -> float:
-    _require(_is_number(sigma) and sigma > 0, "denoiser_sigma must be a finite number > 0", sigma)
-    return sigma
-
-
-def _sigma_setting(denoiser_sigma: float | Sequence[float] | Schedule) -> float | tuple[float, ...] | Schedule:
-    """``denoiser_sigma`` checked: a schedule as it is, several levels as a tuple of floats, else a float."""
-    if callable(denoiser_sigma):
-        return denoiser_sigma
-    if isinstance(denoiser_sigma, (list, tuple)):
-        _require(len(denoiser_sigma) >= 1, "denoiser_sigma levels must be a non-empty list", denoiser_sigma)
-        for level in denoiser_sigma:
-            _require(_is_number(level) and level > 0, "denoiser_sigma levels must be finite numbers > 0", denoiser_sigma)
-        return tuple(float(level) for level in denoiser_sigma)
-    return float(_check_sigma(denoiser_sigma))
-
-
 class DenoisePG(OffPolicyAlgorithm):
     """
     Denoising Policy Gradients (DenoisePG).
@@ -108,10 +113,12 @@ class DenoisePG(OffPolicyAlgorithm):
     input-gradient of a critic: it is estimated from the score function of the world,
     ``G_hat = (y - b(s, a~)) * (D(a~ | s, o) - D(a~ | s)) / sigma^2``, where ``D`` is one denoiser of replay
     actions run with and without the transition's outcome ``o = (s', r, done)``, ``y`` the one-step TD target
-    and ``b`` the critic used as a baseline at the noised action ``a~``.
+    and ``b`` the critic used as a baseline at the noised action ``a~``. The critic's input-gradient at the replay
+    action can enter only through an exactly zero-mean control variate, ``(z z^T - I) grad_a b(s, a)``, which
+    removes most of the estimate's variance in nearly deterministic worlds without changing its expectation.
 
     Source (a blog post, no experiments): "Gradient estimation in a noisy world, via denoising diffusion models";
-    the estimator is stated precisely in ``shared/design/ESTIMATOR.md``.
+    the derivation, with the equations the code cites, is in ``docs/estimator.rst``.
     Built on TD3: https://arxiv.org/abs/1802.09477
 
     :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy)
@@ -137,21 +144,19 @@ class DenoisePG(OffPolicyAlgorithm):
     :param target_policy_noise: Standard deviation of Gaussian noise added to the target policy (smoothing noise)
     :param target_noise_clip: Limit for absolute value of the target policy smoothing noise
     :param denoiser_sigma: Standard deviation ``sigma`` of the noise added to replay actions (in the scaled
-        action space ``[-1, 1]``); trades bias (large) against variance (small). Must be > 0. It can be a function
-        of the current progress remaining (from 1 to 0), e.g. ``LinearSchedule(0.4, 0.1, 1.0)`` to anneal it: the
-        denoiser takes sigma as an input, so it keeps up with a schedule. A list of levels, e.g. ``[0.1, 0.2, 0.4]``,
-        averages several: each transition of a batch draws one level uniformly, for the denoiser's training and for
-        the estimate (its draws share it), which then follows the mean of the levels' smoothed ``grad_a Q``.
+        action space ``[-1, 1]``); trades bias (large) against variance (small). A number > 0.
     :param n_noise_samples: Number of noise draws ``z`` averaged per transition, in one batched pass. Must be >= 1.
     :param antithetic: Whether the noise draws come in antithetic pairs ``(z, -z)``
+    :param orthogonal_noise: Whether a transition's independent draws are orthogonal directions with chi-distributed
+        norms (each still ``N(0, I)``) instead of independent Gaussians
+    :param critic_control_variate: Subtract ``lambda * (z z^T - I) grad_a b(s, a)`` from each draw's estimate
+        (``docs/estimator.rst``, eq. 6; unbiased for any ``lambda``): ``"optimal"`` fits the variance-minimising
+        ``lambda`` on each batch (clipped to ``[0, 1]``), a number in ``[0, 1]`` fixes it, ``None`` turns it off.
+        It costs one backward pass through the critics per actor step. Not with ``actor_gradient="regression"``.
     :param cond_dropout: Probability that a denoiser training sample sees the null outcome instead of its own,
         so that the same network learns ``D(a~ | s)``. In ``[0, 1)``.
     :param normalize_action_gradient: Whether to divide the batch's ``G_hat`` by its root-mean-square before the
         actor step (bounds the step size; the direction is unchanged)
-    :param baseline_reduction: How the critics are combined into the baseline: ``"mean"``, ``"min"``
-        (clipped double-Q) or ``"first"`` (the first critic alone, at half the cost)
-    :param baseline_action: Where the baseline is evaluated: ``"noised"`` (``b(s, a~)``, correct) or ``"clean"``
-        (``b(s, a)``, biased; only for ablations and tests, trap 1 of ESTIMATOR.md)
     :param center_advantages: Whether to add the batch mean of ``y - b(s, a~)`` to the baseline (a constant
         shift: the estimate stays unbiased up to O(1/batch), and a biased young critic no longer turns denoiser
         error into a common push on every action)
@@ -161,12 +166,7 @@ class DenoisePG(OffPolicyAlgorithm):
         ``actor_gradient="direct"``.
     :param actor_gradient: What the actor follows: ``"direct"``, the (kernel-weighted) estimates of its batch, or
         ``"regression"``, a head ``G_omega(s, a)`` regressed on the estimates at their ``(s, a~)`` and evaluated
-        at ``mu_theta(s)`` (ESTIMATOR.md, "From the estimate to the actor")
-    :param actor_batch_window: When set, the actor's batch is drawn from the ``actor_batch_window`` most recent
-        transitions instead of the whole buffer (recency-weighted: fresher actions are nearer the current policy).
-        Not with ``HerReplayBuffer``.
-    :param condition_on_reward: Whether the denoiser's outcome includes the reward; ``False`` conditions on
-        ``(s', done)`` only
+        at ``mu_theta(s)`` (``docs/estimator.rst``, "From the estimate to the actor")
     :param actor_preactivation_penalty: Weight ``lambda`` of ``lambda * mean_i ||u_i||^2`` added to the actor loss,
         ``u = atanh(mu_theta(s))`` the actor's output before its tanh. A noisy gradient makes the pre-activations
         random-walk outward, where tanh flattens and no gradient brings them back (the actor saturates); the
@@ -188,6 +188,8 @@ class DenoisePG(OffPolicyAlgorithm):
     }
     # Gradient steps between two records of the diagnostics (they cost a critic backward pass: ~15% of a step)
     diagnostics_interval: ClassVar[int] = 100
+    # Saved options a model of this class refuses to load (a subclass that still has them empties it)
+    removed_options: ClassVar[dict[str, Any]] = REMOVED_OPTIONS
     policy: DenoisePGPolicy
     actor: Actor
     actor_target: Actor
@@ -216,18 +218,16 @@ class DenoisePG(OffPolicyAlgorithm):
         policy_delay: int = 2,
         target_policy_noise: float = 0.2,
         target_noise_clip: float = 0.5,
-        denoiser_sigma: float | Sequence[float] | Schedule = 0.2,
+        denoiser_sigma: float = 0.2,
         n_noise_samples: int = 8,
         antithetic: bool = True,
+        orthogonal_noise: bool = False,
+        critic_control_variate: str | float | None = "optimal",
         cond_dropout: float = 0.5,
         normalize_action_gradient: bool = True,
-        baseline_reduction: str = "mean",
-        baseline_action: str = "noised",
         center_advantages: bool = True,
         actor_kernel_width: float | None = 0.2,
         actor_gradient: str = "direct",
-        actor_batch_window: int | None = None,
-        condition_on_reward: bool = True,
         actor_preactivation_penalty: float = 0.01,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
@@ -237,18 +237,24 @@ class DenoisePG(OffPolicyAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ):
-        self._check_hyperparameters(
-            denoiser_sigma,
-            n_noise_samples,
-            cond_dropout,
-            policy_delay,
-            baseline_reduction,
-            baseline_action,
-            actor_kernel_width,
-            actor_gradient,
-            actor_batch_window,
-            actor_preactivation_penalty,
-        )
+        # Set before the parent's constructor, which keeps them, so that bad values fail before an env is made
+        self.policy_delay = policy_delay
+        self.target_policy_noise = target_policy_noise
+        self.target_noise_clip = target_noise_clip
+        self.denoiser_sigma = denoiser_sigma
+        self.n_noise_samples = n_noise_samples
+        self.antithetic = antithetic
+        self.orthogonal_noise = orthogonal_noise
+        self.critic_control_variate = critic_control_variate
+        self.cond_dropout = cond_dropout
+        self.normalize_action_gradient = normalize_action_gradient
+        self.center_advantages = center_advantages
+        self.actor_kernel_width = actor_kernel_width
+        self.actor_gradient = actor_gradient
+        self.actor_preactivation_penalty = actor_preactivation_penalty
+        self._check_hyperparameters()
+        if self.cond_dropout == 0:
+            warnings.warn("cond_dropout=0: the unconditional denoiser D(a~ | s) is never trained", stacklevel=2)
         # Made here (the parent would make it too) so that a wrong action space fails with a clear error
         env = maybe_make_env(env, verbose)
         if env is not None:
@@ -279,70 +285,73 @@ class DenoisePG(OffPolicyAlgorithm):
             supported_action_spaces=(spaces.Box,),
             support_multi_env=True,
         )
-
-        self.policy_delay = policy_delay
-        self.target_policy_noise = target_policy_noise
-        self.target_noise_clip = target_noise_clip
-        self.denoiser_sigma = _sigma_setting(denoiser_sigma)
-        self.n_noise_samples = n_noise_samples
-        self.antithetic = antithetic
-        self.cond_dropout = cond_dropout
-        self.normalize_action_gradient = normalize_action_gradient
-        self.baseline_reduction = baseline_reduction
-        self.baseline_action = baseline_action
-        self.center_advantages = center_advantages
-        self.actor_kernel_width = actor_kernel_width
-        self.actor_gradient = actor_gradient
-        self.actor_batch_window = actor_batch_window
-        self.condition_on_reward = condition_on_reward
-        self.actor_preactivation_penalty = actor_preactivation_penalty
-
         if _init_setup_model:
             self._setup_model()
 
-    @staticmethod
-    def _check_hyperparameters(
-        denoiser_sigma: float | Sequence[float] | Schedule,
-        n_noise_samples: int,
-        cond_dropout: float,
-        policy_delay: int,
-        baseline_reduction: str,
-        baseline_action: str,
-        actor_kernel_width: float | None,
-        actor_gradient: str,
-        actor_batch_window: int | None,
-        actor_preactivation_penalty: float,
-    ) -> None:
-        _sigma_setting(denoiser_sigma)
+    def _check_sigma(self) -> None:
         _require(
-            _is_integer(n_noise_samples) and n_noise_samples >= 1, "n_noise_samples must be an integer >= 1", n_noise_samples
+            _is_number(self.denoiser_sigma) and self.denoiser_sigma > 0,
+            "denoiser_sigma must be a finite number > 0 (sigma levels and schedules are ablation variants: "
+            "benchmarks.ablation_variants.AblationDenoisePG)",
+            self.denoiser_sigma,
         )
-        _require(_is_number(cond_dropout) and 0 <= cond_dropout < 1, "cond_dropout must be in [0, 1)", cond_dropout)
-        if cond_dropout == 0:
-            warnings.warn("cond_dropout=0: the unconditional denoiser D(a~ | s) is never trained", stacklevel=3)
-        _require(_is_integer(policy_delay) and policy_delay >= 1, "policy_delay must be an integer >= 1", policy_delay)
+
+    def _check_hyperparameters(self) -> None:
+        """Raise a ``ValueError`` naming the first hyperparameter out of its range (at construction and at load)."""
+        self._check_sigma()
         _require(
-            baseline_reduction in ("mean", "min", "first"),
-            "baseline_reduction must be 'mean', 'min' or 'first'",
-            baseline_reduction,
+            _is_integer(self.n_noise_samples) and self.n_noise_samples >= 1,
+            "n_noise_samples must be an integer >= 1",
+            self.n_noise_samples,
         )
         _require(
-            actor_kernel_width is None or (_is_number(actor_kernel_width) and actor_kernel_width > 0),
+            _is_number(self.cond_dropout) and 0 <= self.cond_dropout < 1, "cond_dropout must be in [0, 1)", self.cond_dropout
+        )
+        _require(
+            _is_integer(self.policy_delay) and self.policy_delay >= 1,
+            "policy_delay must be an integer >= 1",
+            self.policy_delay,
+        )
+        _require(
+            self.actor_kernel_width is None or (_is_number(self.actor_kernel_width) and self.actor_kernel_width > 0),
             "actor_kernel_width must be None or a finite number > 0",
-            actor_kernel_width,
-        )
-        _require(baseline_action in ("noised", "clean"), "baseline_action must be 'noised' or 'clean'", baseline_action)
-        _require(actor_gradient in ("direct", "regression"), "actor_gradient must be 'direct' or 'regression'", actor_gradient)
-        _require(
-            actor_batch_window is None or (_is_integer(actor_batch_window) and actor_batch_window >= 1),
-            "actor_batch_window must be None or an integer >= 1",
-            actor_batch_window,
+            self.actor_kernel_width,
         )
         _require(
-            _is_number(actor_preactivation_penalty) and actor_preactivation_penalty >= 0,
+            self.actor_gradient in ("direct", "regression"),
+            "actor_gradient must be 'direct' or 'regression'",
+            self.actor_gradient,
+        )
+        _require(
+            _is_number(self.actor_preactivation_penalty) and self.actor_preactivation_penalty >= 0,
             "actor_preactivation_penalty must be a finite number >= 0",
-            actor_preactivation_penalty,
+            self.actor_preactivation_penalty,
         )
+        cv = self.critic_control_variate
+        _require(
+            cv is None or cv == "optimal" or (_is_number(cv) and 0 <= cv <= 1),
+            "critic_control_variate must be None, 'optimal' or a number in [0, 1]",
+            cv,
+        )
+        # A regression head fits E[G | s, a~], and E[h | s, a~] is not zero: the control variate would bias it
+        _require(
+            cv is None or self.actor_gradient == "direct",
+            "critic_control_variate needs actor_gradient='direct' (set critic_control_variate=None for 'regression')",
+            cv,
+        )
+
+    def _check_removed_options(self) -> None:
+        """A model saved with an option the library no longer has: dropped at its no-op value, refused otherwise."""
+        for name, no_op in self.removed_options.items():
+            if name not in self.__dict__:
+                continue
+            value = self.__dict__.pop(name)
+            if value != no_op:
+                raise ValueError(
+                    f"This model was saved with {name}={value!r}, an option DenoisePG no longer has (since version 0.2.0; "
+                    f"only {name}={no_op!r} loads into DenoisePG). Load it with "
+                    "benchmarks.ablation_variants.AblationDenoisePG, which keeps the ablation-only options."
+                )
 
     def _get_policy_from_name(self, policy_name: str) -> type[BasePolicy]:
         if policy_name not in self.policy_aliases:
@@ -350,16 +359,12 @@ class DenoisePG(OffPolicyAlgorithm):
         return self.policy_aliases[policy_name]
 
     def _setup_model(self) -> None:
+        # load() sets the saved attributes without the constructor: check them here too
+        self._check_removed_options()
+        self._check_hyperparameters()
         # The policy builds the regression head only when the actor follows it (saved with the policy's kwargs)
         self.policy_kwargs["gradient_head"] = self.actor_gradient == "regression"
-        # load() restores sigma levels from JSON as a list
-        self.denoiser_sigma = _sigma_setting(self.denoiser_sigma)
         super()._setup_model()
-        if self.actor_batch_window is not None and isinstance(self.replay_buffer, HerReplayBuffer):
-            raise ValueError(
-                "actor_batch_window samples transitions by position in the buffer, which HerReplayBuffer does not "
-                "support (its samples are relabelled episodes): leave actor_batch_window=None with HER"
-            )
         self._create_aliases()
         self._next_diagnostics = 0
         # Batch norm running statistics are copied to the targets, not averaged (SB3 issue #996)
@@ -378,26 +383,7 @@ class DenoisePG(OffPolicyAlgorithm):
         self.denoiser = self.policy.denoiser
         self.gradient_head = self.policy.gradient_head
 
-    @property
-    def current_sigma(self) -> float:
-        """``denoiser_sigma``, its schedule's value at the current progress remaining, or its levels' mean."""
-        if isinstance(self.denoiser_sigma, tuple):
-            return float(np.mean(self.denoiser_sigma))
-        if not callable(self.denoiser_sigma):
-            return self.denoiser_sigma
-        return _check_sigma(float(self.denoiser_sigma(self._current_progress_remaining)))
-
-    def sample_sigma(self, n_rows: int) -> float | th.Tensor:
-        """
-        The noise level of each of ``n_rows`` transitions: ``current_sigma``, or with several levels one of them
-        drawn uniformly per row, shape ``(n_rows, 1)``.
-        """
-        if not isinstance(self.denoiser_sigma, tuple):
-            return self.current_sigma
-        levels = th.tensor(self.denoiser_sigma, device=self.device)
-        return levels[th.randint(len(levels), (n_rows, 1), device=self.device)]
-
-    # ---- the estimator ------------------------------------------------------------------------------------
+    # ---- the estimator: one pipeline, noise -> denoise -> baseline -> G_hat -> control variate -------------
 
     def td_target(self, replay_data: Samples) -> th.Tensor:
         """
@@ -415,14 +401,56 @@ class DenoisePG(OffPolicyAlgorithm):
             next_q_values, _ = th.min(next_q_values, dim=1, keepdim=True)
             return replay_data.rewards + (1 - replay_data.dones) * discounts * next_q_values
 
-    def _baseline_values(self, critic_features: th.Tensor, actions: th.Tensor) -> th.Tensor:
-        """The critics' values at ``actions`` (shape ``(n_draws, batch, action_dim)``), combined as the baseline."""
-        # "first" runs one critic only: the baseline costs half, and is still a function of (s, a~)
-        n_critics = 1 if self.baseline_reduction == "first" else None
-        q_values = self.policy.q_values_at(critic_features, actions, n_critics)
-        if self.baseline_reduction == "min":
-            return q_values.min(dim=1, keepdim=True).values
-        return q_values.mean(dim=1, keepdim=True)
+    def noise_scale(self, n_transitions: int) -> Sigma:
+        """The noise scale ``sigma`` of a batch of ``n_transitions`` (for the estimate and the denoiser's training)."""
+        return self.denoiser_sigma
+
+    def draw_noise(self, actions: th.Tensor) -> th.Tensor:
+        """
+        The unit-scale draws ``z`` of a batch: ``n_noise_samples`` per transition, antithetic and orthogonal as set.
+
+        :param actions: The replay actions, shape ``(batch, action_dim)``
+        :return: Shape ``(n_noise_samples, batch, action_dim)``
+        """
+        draw = orthogonal_normal if self.orthogonal_noise else antithetic_normal
+        return draw(self.n_noise_samples, tuple(actions.shape), actions.device, self.antithetic)
+
+    def _encode(self, replay_data: Samples, reward_known: bool = True) -> tuple[th.Tensor, th.Tensor]:
+        """The denoiser's features of ``s`` and of the outcome ``o = (s', r, done)`` (reward masked when not known)."""
+        return self.denoiser.encode(
+            replay_data.observations, replay_data.next_observations, replay_data.rewards, replay_data.dones, reward_known
+        )
+
+    def _denoise(self, replay_data: Samples, noisy_actions: th.Tensor, sigma: Sigma) -> tuple[th.Tensor, th.Tensor]:
+        """``D(a~ | s, o)`` and ``D(a~ | s)`` of every draw, rows in draw-major order (row ``k * batch + i``)."""
+        n_draws, _, action_dim = noisy_actions.shape
+        state_features, outcome = self._encode(replay_data)
+        return self.denoiser.denoise_both(
+            noisy_actions.reshape(-1, action_dim),
+            state_features.repeat(n_draws, 1),
+            outcome.repeat(n_draws, 1),
+            _per_row(sigma, n_draws),
+        )
+
+    def _critic_values(self, critic_features: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        """The mean of the critics at ``actions`` (shape ``(n_draws, batch, action_dim)``): the baseline ``b``."""
+        return self.policy.q_values_at(critic_features, actions).mean(dim=1, keepdim=True)
+
+    def _baseline(self, replay_data: Samples, noisy_actions: th.Tensor) -> th.Tensor:
+        """
+        ``b(s, a~)`` of every draw, shape ``(n_draws * batch, 1)``. The baseline must be a function of the noised
+        action, where the gradient is taken (docs/estimator.rst, "The baseline"). Any function of ``(s, a~)`` keeps
+        the estimate unbiased, so ``a~`` is clipped to the action box: the critic never saw actions beyond it.
+        """
+        critic_features = self.policy.critic_features(replay_data.observations)
+        return self._critic_values(critic_features, noisy_actions.clamp(-1.0, 1.0))
+
+    def _control_variate(self, replay_data: Samples, noise: th.Tensor, per_draw: th.Tensor) -> tuple[th.Tensor, float]:
+        """``c = grad_a b(s, a)`` at the clean replay actions and the coefficient ``lambda`` of eq. (6)."""
+        critic_gradient = self.critic_action_gradient(replay_data.observations, replay_data.actions)
+        if self.critic_control_variate != "optimal":
+            return critic_gradient, float(self.critic_control_variate)
+        return critic_gradient, optimal_cv_coefficient(per_draw, critic_control_variate(noise, critic_gradient)).item()
 
     def estimate(self, replay_data: Samples, td_targets: th.Tensor | None = None) -> Estimate:
         """
@@ -435,50 +463,43 @@ class DenoisePG(OffPolicyAlgorithm):
             if td_targets is None:
                 td_targets = self.td_target(replay_data)
             actions = replay_data.actions
-            batch_size, action_dim = actions.shape
-            # One level per transition, shared by its draws: antithetic pairs stay pairs
-            n_draws, sigma = self.n_noise_samples, self.sample_sigma(batch_size)
-            z = antithetic_normal(n_draws, (batch_size, action_dim), actions.device, self.antithetic)
-            noisy_actions = actions + sigma * z  # (n_draws, batch, action_dim), eq. 4
-            if isinstance(sigma, th.Tensor):
-                sigma = sigma.repeat(n_draws, 1)
-            state_features, outcome = self.denoiser.encode(
-                replay_data.observations,
-                replay_data.next_observations,
-                replay_data.rewards,
-                replay_data.dones,
-                self.condition_on_reward,
-            )
-            # Rows in draw-major order: row k * batch + i is draw k of transition i
-            denoised_cond, denoised_uncond = self.denoiser.denoise_both(
-                noisy_actions.reshape(-1, action_dim),
-                state_features.repeat(n_draws, 1),
-                outcome.repeat(n_draws, 1),
-                sigma,
-            )
-            # Trap 1: the baseline is evaluated where the gradient is taken, at a~. Any function of (s, a~) keeps
-            # the estimate unbiased, so a~ is clipped to the action box: the critic never saw actions beyond it,
-            # and its extrapolation there would only add variance
-            baseline_actions = (
-                noisy_actions.clamp(-1.0, 1.0) if self.baseline_action == "noised" else actions.expand_as(noisy_actions)
-            )
-            critic_features = self.policy.critic_features(replay_data.observations)
-            baselines = self._baseline_values(critic_features, baseline_actions)
+            n_draws, (batch_size, action_dim) = self.n_noise_samples, actions.shape
+            noise, sigma = self.draw_noise(actions), self.noise_scale(batch_size)
+            noisy_actions = actions + sigma * noise  # (n_draws, batch, action_dim), eq. (4)
+            denoised_cond, denoised_uncond = self._denoise(replay_data, noisy_actions, sigma)
+            baselines = self._baseline(replay_data, noisy_actions)
             td_targets = td_targets.repeat(n_draws, 1)
             if self.center_advantages:
                 # A constant shift of the baseline keeps the estimate unbiased, and removes the common offset of a
                 # young critic that would multiply any denoiser error into a push of every action the same way
                 baselines = baselines + (td_targets - baselines).mean()
-            per_draw = score_difference_gradient(td_targets, baselines, denoised_cond, denoised_uncond, sigma)
-            per_draw = per_draw.reshape(n_draws, batch_size, action_dim)
-        return Estimate(per_draw.mean(dim=0), per_draw, noisy_actions, denoised_cond, denoised_uncond)
+            per_draw = score_difference_gradient(
+                td_targets, baselines, denoised_cond, denoised_uncond, _per_row(sigma, n_draws)
+            )
+            per_draw = per_draw.reshape(n_draws, batch_size, action_dim)  # eq. (5)
+            critic_gradient, cv_coefficient = None, 0.0
+            if self.critic_control_variate is not None:
+                critic_gradient, cv_coefficient = self._control_variate(replay_data, noise, per_draw)
+                per_draw = per_draw - cv_coefficient * critic_control_variate(noise, critic_gradient)  # eq. (6)
+        return Estimate(
+            per_draw.mean(dim=0),
+            per_draw,
+            noise,
+            sigma,
+            noisy_actions,
+            denoised_cond,
+            denoised_uncond,
+            critic_gradient,
+            cv_coefficient,
+        )
 
     def action_gradient(self, replay_data: Samples) -> th.Tensor:
         """
         The score-difference estimate of ``grad_a Q(s, a)`` at the replay actions, in the scaled action space
-        (ESTIMATOR.md, eq. 5): ``G_hat = (y - b(s, a~)) * (D(a~|s,o) - D(a~|s)) / sigma^2``, averaged over
+        (docs/estimator.rst, eq. 5): ``G_hat = (y - b(s, a~)) * (D(a~|s,o) - D(a~|s)) / sigma^2``, averaged over
         ``n_noise_samples`` draws of ``a~ = a + sigma z`` (antithetic pairs when ``antithetic``), all in one
-        batched forward pass. Computed without gradient.
+        batched forward pass, with the critic control variate subtracted when ``critic_control_variate`` is set.
+        Computed without gradient.
 
         :param replay_data: A batch from the replay buffer (``ReplayBufferSamples`` or ``DictReplayBufferSamples``)
         :return: Shape ``(batch, action_dim)``
@@ -487,8 +508,8 @@ class DenoisePG(OffPolicyAlgorithm):
 
     def critic_action_gradient(self, observations: th.Tensor, actions: th.Tensor) -> th.Tensor:
         """
-        The critic's own input-gradient ``grad_a Q_phi(s, a)`` (what TD3 follows), of the baseline's reduction
-        of the critics; for diagnostics and comparisons.
+        The critic's own input-gradient ``grad_a Q_phi(s, a)`` (what TD3 follows), of the mean of the critics (the
+        baseline): ``c`` of the control variate, and a diagnostic.
 
         :param observations: Batch of observations
         :param actions: Shape ``(batch, action_dim)``
@@ -497,7 +518,7 @@ class DenoisePG(OffPolicyAlgorithm):
         with th.enable_grad():
             actions = actions.detach().requires_grad_(True)
             critic_features = self.policy.critic_features(observations).detach()
-            q_values = self._baseline_values(critic_features, actions.unsqueeze(0))
+            q_values = self._critic_values(critic_features, actions.unsqueeze(0))
             (gradient,) = th.autograd.grad(q_values.sum(), actions)
         return gradient
 
@@ -525,13 +546,11 @@ class DenoisePG(OffPolicyAlgorithm):
         self._step(self.critic.optimizer, loss)
 
     def _update_denoiser(self, replay_data: Samples, stats: dict[str, list[float]], reward_known: bool = True) -> None:
-        actions, sigma = replay_data.actions, self.sample_sigma(replay_data.actions.shape[0])
+        actions, sigma = replay_data.actions, self.noise_scale(replay_data.actions.shape[0])
         noisy_actions = actions + sigma * th.randn_like(actions)
         # Conditioning dropout: a fraction of the batch learns D(a~ | s) through the null outcome
         condition = th.rand(actions.shape[0], 1, device=actions.device) >= self.cond_dropout
-        state_features, outcome = self.denoiser.encode(
-            replay_data.observations, replay_data.next_observations, replay_data.rewards, replay_data.dones, reward_known
-        )
+        state_features, outcome = self._encode(replay_data, reward_known)
         loss = denoising_loss(self.denoiser(noisy_actions, state_features, outcome, condition, sigma), actions, sigma)
         stats["denoiser_loss"].append(self._checked("denoiser_loss", loss))
         self._step(self.denoiser.optimizer, loss)
@@ -569,8 +588,7 @@ class DenoisePG(OffPolicyAlgorithm):
         self.policy.set_training_mode(True)
         stats: dict[str, list[float]] = defaultdict(list)
         for _ in range(gradient_steps):
-            reward_known = use_rewards and self.condition_on_reward
-            self._update_denoiser(data.sample(batch_size or self.batch_size), stats, reward_known=reward_known)
+            self._update_denoiser(data.sample(batch_size or self.batch_size), stats, reward_known=use_rewards)
         if self.verbose >= 1:
             print(f"Pretrained the denoiser: {gradient_steps} steps, final loss {np.mean(stats['denoiser_loss'][-100:]):.4f}")
         return self
@@ -585,32 +603,26 @@ class DenoisePG(OffPolicyAlgorithm):
         collect_random_transitions(self.env, collect_steps, buffer, self.policy.scale_action)
         return buffer
 
-    def _sample_recent(self, batch_size: int) -> Samples:
-        """A batch drawn uniformly from the ``actor_batch_window`` most recent positions of the replay buffer."""
-        buffer = self.replay_buffer
-        assert buffer is not None
-        size = buffer.buffer_size if buffer.full else buffer.pos
-        # When the buffer is full the slot at pos is the oldest, and with optimize_memory_usage not a valid
-        # transition (SB3's ReplayBuffer.sample skips it too)
-        window = min(self.actor_batch_window, size - 1 if buffer.full else size)
-        offsets = np.random.randint(0, window, size=batch_size)
-        return buffer._get_samples((buffer.pos - 1 - offsets) % buffer.buffer_size, env=self._vec_normalize_env)
-
     def _direct_gradient(
-        self, estimate: Estimate, actions: th.Tensor, stats: dict[str, list[float]]
+        self, replay_data: Samples, estimate: Estimate, actions: th.Tensor, stats: dict[str, list[float]]
     ) -> tuple[th.Tensor, th.Tensor, th.Tensor | None]:
         """The batch's estimates as the actor's gradient: per draw and kernel-weighted when a width is set."""
         if self.actor_kernel_width is None:
             return estimate.gradient, actions, None
         # Each draw's estimate is a gradient at its a~, weighted by the distance of a~ (not of the replay action
         # a) to mu_theta(s): a weight that depends on a correlates with the score difference, biases the
-        # estimate and, measured on Pendulum-v1, drove the actor into the action bounds
-        n_draws, _, action_dim = estimate.per_draw.shape
-        policy_actions = actions.repeat(n_draws, 1)
-        weights = kernel_weights(estimate.noisy_actions.reshape(-1, action_dim), policy_actions, self.actor_kernel_width)
+        # estimate and, measured on Pendulum-v1, drove the actor into the action bounds. A weight on a~ is a
+        # function of z, so the weighted control variate's expectation is added back (eq. 7)
+        add_back = None
+        if estimate.critic_gradient is not None:
+            add_back = (replay_data.actions, estimate.sigma, estimate.cv_coefficient * estimate.critic_gradient)
+        rows, row_actions, weights = kernel_localised_rows(
+            estimate.per_draw, estimate.noisy_actions, actions, self.actor_kernel_width, add_back
+        )
+        draw_weights = weights[: estimate.noise.shape[0] * estimate.noise.shape[1]]
         # Effective sample size of the localised batch, as a fraction of the draws
-        stats["actor_kernel_ess"].append((1.0 / weights.pow(2).sum() / len(weights)).item())
-        return estimate.per_draw.reshape(-1, action_dim), policy_actions, weights
+        stats["actor_kernel_ess"].append((1.0 / draw_weights.pow(2).sum() / len(draw_weights)).item())
+        return rows, row_actions, weights
 
     def _regression_gradient(
         self, replay_data: Samples, estimate: Estimate, actions: th.Tensor, stats: dict[str, list[float]]
@@ -628,17 +640,14 @@ class DenoisePG(OffPolicyAlgorithm):
     def _update_actor(
         self, replay_data: Samples, td_targets: th.Tensor, stats: dict[str, list[float]]
     ) -> tuple[Samples, Estimate]:
-        """One actor step; returns the batch it used and its estimate (for the diagnostics)."""
-        if self.actor_batch_window is not None:
-            replay_data = self._sample_recent(replay_data.actions.shape[0])
-            td_targets = self.td_target(replay_data)
+        """One actor step; returns the batch it used and the estimate it followed (for the diagnostics)."""
         estimate = self.estimate(replay_data, td_targets)
         preactivations = self._actor_preactivations(replay_data.observations)
         actions = th.tanh(preactivations)
         if self.actor_gradient == "regression":
             gradient, policy_actions, weights = self._regression_gradient(replay_data, estimate, actions, stats), actions, None
         else:
-            gradient, policy_actions, weights = self._direct_gradient(estimate, actions, stats)
+            gradient, policy_actions, weights = self._direct_gradient(replay_data, estimate, actions, stats)
         if self.normalize_action_gradient:
             gradient = normalize_by_rms(gradient)
         loss = actor_loss_from_gradient(policy_actions, gradient, weights)
@@ -647,6 +656,8 @@ class DenoisePG(OffPolicyAlgorithm):
         stats["actor_loss"].append(self._checked("actor_loss", loss))
         stats["action_gradient_norm"].append(estimate.gradient.norm(dim=1).mean().item())
         stats["actor_saturation"].append(saturation(actions))
+        if estimate.critic_gradient is not None:
+            stats["cv_lambda"].append(estimate.cv_coefficient)
         self._step(self.actor.optimizer, loss)
         return replay_data, estimate
 
@@ -661,16 +672,22 @@ class DenoisePG(OffPolicyAlgorithm):
         polyak_update(self._batch_norm_stats, self._batch_norm_stats_target, 1.0)
 
     def _record_diagnostics(self, replay_data: Samples, estimate: Estimate) -> None:
-        """Denoiser reconstruction errors and agreement with the critic's input-gradient, on one batch."""
+        """Denoiser reconstruction errors, the estimate's variance and its agreement with the critic, on one batch."""
         n_draws = estimate.noisy_actions.shape[0]
         clean = replay_data.actions.repeat(n_draws, 1)
         self.logger.record("train/denoiser_mse_cond", (estimate.denoised_cond - clean).pow(2).mean().item())
         self.logger.record("train/denoiser_mse_uncond", (estimate.denoised_uncond - clean).pow(2).mean().item())
         critic_gradient = self.critic_action_gradient(replay_data.observations, estimate.noisy_actions.mean(dim=0))
-        cosine = cosine_similarity(estimate.gradient, critic_gradient)
-        self.logger.record("train/cos_critic_gradient", cosine.mean().item())
-        batch_cosine = cosine_similarity(estimate.gradient.mean(0, keepdim=True), critic_gradient.mean(0, keepdim=True))
-        self.logger.record("train/cos_critic_gradient_batch", batch_cosine.item())
+        suffixes = {"": estimate.gradient}
+        if estimate.critic_gradient is not None:
+            suffixes["_without_cv"] = estimate.gradient_without_cv
+        for suffix, gradient in suffixes.items():
+            cosine = cosine_similarity(gradient, critic_gradient)
+            self.logger.record(f"train/cos_critic_gradient{suffix}", cosine.mean().item())
+            batch_cosine = cosine_similarity(gradient.mean(0, keepdim=True), critic_gradient.mean(0, keepdim=True))
+            self.logger.record(f"train/cos_critic_gradient_batch{suffix}", batch_cosine.item())
+            # Spread of the per-transition estimates around their batch mean
+            self.logger.record(f"train/estimate_variance{suffix}", (gradient - gradient.mean(0)).pow(2).sum(1).mean().item())
 
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
         self.policy.set_training_mode(True)
@@ -683,14 +700,12 @@ class DenoisePG(OffPolicyAlgorithm):
             replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
             td_targets = self.td_target(replay_data)
             self._update_critic(replay_data, td_targets, stats)
-            self._update_denoiser(replay_data, stats, reward_known=self.condition_on_reward)
+            self._update_denoiser(replay_data, stats)
             if self._n_updates % self.policy_delay == 0:
                 last_actor_update = self._update_actor(replay_data, td_targets, stats)
                 self._update_targets()
 
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        if callable(self.denoiser_sigma):
-            self.logger.record("train/denoiser_sigma", self.current_sigma)
         for key, values in stats.items():
             self.logger.record(f"train/{key}", float(np.mean(values)))
         if last_actor_update is not None and self._n_updates >= self._next_diagnostics:
@@ -734,3 +749,8 @@ class DenoisePG(OffPolicyAlgorithm):
     def _trained_heads(self) -> list[str]:
         """The networks with an optimizer: one list for the learning-rate schedule and for save/load."""
         return ["actor", "critic", "denoiser"] + (["gradient_head"] if self.gradient_head is not None else [])
+
+
+def _per_row(sigma: Sigma, n_draws: int) -> Sigma:
+    """``sigma`` for rows in draw-major order: a per-transition ``(batch, 1)`` tensor is repeated for each draw."""
+    return sigma.repeat(n_draws, 1) if isinstance(sigma, th.Tensor) else sigma

@@ -145,7 +145,7 @@ class Denoiser(_StateActionNet):
 
 class GradientHead(_StateActionNet):
     """
-    The regression head ``G_omega(s, a) ~ E[G_hat | s, a]`` (ESTIMATOR.md, "From the estimate to the actor"): it
+    The regression head ``G_omega(s, a) ~ E[G_hat | s, a]`` (docs/estimator.rst, "From the estimate to the actor"): it
     averages the score-difference estimates over the buffer and outputs a gradient as a value, so the actor can
     follow it at ``mu_theta(s)`` without back-propagating through any network's input. Constructor arguments:
     those of ``_StateActionNet``.

@@ -7,7 +7,7 @@ from gymnasium import spaces
 
 class LinearGaussianWorld(gym.Env):
     """
-    A one-step world whose action gradient is known (ESTIMATOR.md, "A world with a known answer").
+    A one-step world whose action gradient is known (docs/estimator.rst, "A world with a known answer").
 
     ``s ~ N(0, I)``; after action ``a``: ``s' = W a + C s + nu`` with ``nu ~ N(0, noise_std^2 I)``,
     reward ``r = -||s' - goal||^2``, and the episode ends. Hence

@@ -1,0 +1,155 @@
+"""
+The ablation-only variants of DenoisePG: options that the library's ablations measured and did not keep, so that
+every committed ablation stays reproducible without the library carrying them (``benchmarks.ablation``). A model
+saved with one of them (by sb3-denoise-pg 0.1.0, where they were options of ``DenoisePG``) loads with
+``AblationDenoisePG.load``.
+
+- ``baseline_action="clean"``: the baseline at the clean replay action ``b(s, a)`` instead of ``b(s, a~)``; biased
+  (docs/estimator.rst, "The baseline"), it never learned.
+- ``baseline_reduction``: ``"min"`` (clipped double-Q) or ``"first"`` (one critic, half the cost) instead of the mean
+  of the twin critics.
+- ``actor_batch_window``: the actor's batch from the most recent transitions only (it hurt).
+- ``condition_on_reward=False``: the denoiser's outcome without the reward (it hurt where the reward depends on the
+  action directly).
+- ``denoiser_sigma`` as several levels (a list: each transition of a batch draws one, for the denoiser's training and
+  for the estimate) or as a schedule of the progress remaining (no gain over one level).
+"""
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch as th
+from stable_baselines3.common.type_aliases import Schedule
+from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
+
+from sb3_denoise_pg.denoise_pg.denoise_pg import DenoisePG, Estimate, Samples, Sigma, _is_integer, _is_number, _require
+
+
+class AblationDenoisePG(DenoisePG):
+    """
+    DenoisePG with the ablation-only options (module docstring); every other argument is ``DenoisePG``'s.
+
+    :param denoiser_sigma: A number > 0, a non-empty list of levels, or a schedule of the progress remaining
+    :param baseline_action: ``"noised"`` (``b(s, a~)``, the library's) or ``"clean"`` (``b(s, a)``, biased)
+    :param baseline_reduction: ``"mean"`` (the library's), ``"min"`` or ``"first"`` of the critics
+    :param actor_batch_window: When set, the actor's batch is drawn from this many most recent transitions
+    :param condition_on_reward: ``False``: the denoiser's outcome is ``(s', done)`` only
+    """
+
+    removed_options: ClassVar[dict[str, Any]] = {}
+
+    def __init__(
+        self,
+        policy: Any,
+        env: Any,
+        *args: Any,
+        denoiser_sigma: float | Sequence[float] | Schedule = 0.2,
+        baseline_action: str = "noised",
+        baseline_reduction: str = "mean",
+        actor_batch_window: int | None = None,
+        condition_on_reward: bool = True,
+        **kwargs: Any,
+    ):
+        self.baseline_action = baseline_action
+        self.baseline_reduction = baseline_reduction
+        self.actor_batch_window = actor_batch_window
+        self.condition_on_reward = condition_on_reward
+        super().__init__(policy, env, *args, denoiser_sigma=denoiser_sigma, **kwargs)
+
+    def _check_sigma(self) -> None:
+        sigma = self.denoiser_sigma
+        if callable(sigma):
+            return  # checked at each use, at the progress remaining of then
+        if isinstance(sigma, (list, tuple)):
+            _require(len(sigma) >= 1, "denoiser_sigma levels must be a non-empty list", sigma)
+            for level in sigma:
+                _require(_is_number(level) and level > 0, "denoiser_sigma levels must be finite numbers > 0", sigma)
+            # load() restores the levels from JSON as a list
+            self.denoiser_sigma = tuple(float(level) for level in sigma)
+            return
+        super()._check_sigma()
+
+    def _check_hyperparameters(self) -> None:
+        super()._check_hyperparameters()
+        _require(
+            self.baseline_reduction in ("mean", "min", "first"),
+            "baseline_reduction must be 'mean', 'min' or 'first'",
+            self.baseline_reduction,
+        )
+        _require(
+            self.baseline_action in ("noised", "clean"), "baseline_action must be 'noised' or 'clean'", self.baseline_action
+        )
+        window = self.actor_batch_window
+        valid_window = window is None or (_is_integer(window) and window >= 1)
+        _require(valid_window, "actor_batch_window must be None or an integer >= 1", window)
+
+    def _setup_model(self) -> None:
+        super()._setup_model()
+        if self.actor_batch_window is not None and isinstance(self.replay_buffer, HerReplayBuffer):
+            raise ValueError(
+                "actor_batch_window samples transitions by position in the buffer, which HerReplayBuffer does not "
+                "support (its samples are relabelled episodes): leave actor_batch_window=None with HER"
+            )
+
+    # ---- sigma levels and schedules ---------------------------------------------------------------------------
+
+    @property
+    def current_sigma(self) -> float:
+        """``denoiser_sigma``, its schedule's value at the current progress remaining, or its levels' mean."""
+        if isinstance(self.denoiser_sigma, tuple):
+            return float(np.mean(self.denoiser_sigma))
+        if not callable(self.denoiser_sigma):
+            return float(self.denoiser_sigma)
+        sigma = float(self.denoiser_sigma(self._current_progress_remaining))
+        _require(_is_number(sigma) and sigma > 0, "denoiser_sigma must be a finite number > 0", sigma)
+        return sigma
+
+    def noise_scale(self, n_transitions: int) -> Sigma:
+        """``current_sigma``, or with several levels one of them drawn uniformly per transition, ``(n, 1)``."""
+        if not isinstance(self.denoiser_sigma, tuple):
+            return self.current_sigma
+        levels = th.tensor(self.denoiser_sigma, device=self.device)
+        return levels[th.randint(len(levels), (n_transitions, 1), device=self.device)]
+
+    def train(self, gradient_steps: int, batch_size: int = 100) -> None:
+        super().train(gradient_steps, batch_size)
+        if callable(self.denoiser_sigma):
+            self.logger.record("train/denoiser_sigma", self.current_sigma)
+
+    # ---- the outcome, the baseline and the actor's batch ------------------------------------------------------
+
+    def _encode(self, replay_data: Samples, reward_known: bool = True) -> tuple[th.Tensor, th.Tensor]:
+        return super()._encode(replay_data, reward_known and self.condition_on_reward)
+
+    def _critic_values(self, critic_features: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        if self.baseline_reduction == "mean":
+            return super()._critic_values(critic_features, actions)
+        if self.baseline_reduction == "first":
+            return self.policy.q_values_at(critic_features, actions, n_critics=1)
+        return self.policy.q_values_at(critic_features, actions).min(dim=1, keepdim=True).values
+
+    def _baseline(self, replay_data: Samples, noisy_actions: th.Tensor) -> th.Tensor:
+        if self.baseline_action == "noised":
+            return super()._baseline(replay_data, noisy_actions)
+        critic_features = self.policy.critic_features(replay_data.observations)
+        return self._critic_values(critic_features, replay_data.actions.expand_as(noisy_actions))
+
+    def _update_actor(
+        self, replay_data: Samples, td_targets: th.Tensor, stats: dict[str, list[float]]
+    ) -> tuple[Samples, Estimate]:
+        if self.actor_batch_window is not None:
+            replay_data = self._sample_recent(replay_data.actions.shape[0])
+            td_targets = self.td_target(replay_data)
+        return super()._update_actor(replay_data, td_targets, stats)
+
+    def _sample_recent(self, batch_size: int) -> Samples:
+        """A batch drawn uniformly from the ``actor_batch_window`` most recent positions of the replay buffer."""
+        buffer = self.replay_buffer
+        assert buffer is not None
+        size = buffer.buffer_size if buffer.full else buffer.pos
+        # When the buffer is full the slot at pos is the oldest, and with optimize_memory_usage not a valid
+        # transition (SB3's ReplayBuffer.sample skips it too). SB3 has no public way to sample given positions.
+        window = min(self.actor_batch_window, size - 1 if buffer.full else size)
+        offsets = np.random.randint(0, window, size=batch_size)
+        return buffer._get_samples((buffer.pos - 1 - offsets) % buffer.buffer_size, env=self._vec_normalize_env)
