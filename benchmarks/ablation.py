@@ -119,7 +119,7 @@ PENDULUM_SIGMA_LEVELS: Variants = {
     )
 }
 # From version 0.2.0's defaults (sigma 0.2, penalty 0.01, the control variate with the batch's lambda*, 8 draws)
-PENDULUM_CONTROL_VARIATE: Variants = {
+PENDULUM_CV: Variants = {
     "defaults": {},
     "td3": {},
     "control variate off": {"critic_control_variate": None},
@@ -139,6 +139,8 @@ HALFCHEETAH: Variants = {
     "no kernel, sigma 0.1": {"actor_kernel_width": None, "denoiser_sigma": 0.1},
     "pre-activation penalty 0.01": {"actor_preactivation_penalty": 0.01},
     "pre-activation penalty 0.001": {"actor_preactivation_penalty": 0.001},
+    # Version 0.2.0's defaults: the penalty and the critic control variate
+    "penalty 0.01, control variate": {"actor_preactivation_penalty": 0.01, "critic_control_variate": "optimal"},
 }
 # Whether the penalty found on HalfCheetah-v5 carries over
 HOPPER: Variants = {
@@ -206,16 +208,16 @@ STUDIES = {
                 "td3",
                 "defaults",
                 "control variate off",
-                *[v for v in PENDULUM_CONTROL_VARIATE if "orth" in v],
+                *[v for v in PENDULUM_CV if "orth" in v],
             ],
             "fewer draws": [
                 "td3",
                 "defaults",
                 "control variate off",
-                *[v for v in PENDULUM_CONTROL_VARIATE if " draws" in v and "orth" not in v],
+                *[v for v in PENDULUM_CV if " draws" in v and "orth" not in v],
             ],
         },
-        PENDULUM_CONTROL_VARIATE,
+        PENDULUM_CV,
     ),
     "halfcheetah": _mujoco_study("HalfCheetah-v5", HALFCHEETAH),
     "hopper": _mujoco_study("Hopper-v5", HOPPER),
