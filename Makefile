@@ -13,7 +13,7 @@ demo: install
 	$(PYTHON) -m sb3_denoise_pg.demo
 
 test: install
-	$(PYTHON) -m pytest -n 2 --durations=10 tests
+	$(PYTHON) -m pytest -n 2 --dist loadgroup --durations=10 tests
 
 docs:
 	$(PIP) install -q torch==2.13.0

@@ -171,7 +171,14 @@ def _effective_gradient(model, batch) -> th.Tensor:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("world_config", [dict(action_dim=4, noise_std=0.3), QUIET_16D], ids=["noisy-4d", "quiet-16d"])
+@pytest.mark.parametrize(
+    "world_config",
+    [
+        # Tests of one fitted world share a worker under `pytest -n 2 --dist loadgroup`: each world is fitted once
+        pytest.param(dict(action_dim=4, noise_std=0.3), id="noisy-4d", marks=pytest.mark.xdist_group("noisy-4d")),
+        pytest.param(QUIET_16D, id="quiet-16d", marks=pytest.mark.xdist_group("quiet-16d")),
+    ],
+)
 @pytest.mark.parametrize("coefficient", ["optimal", 0.5])
 @pytest.mark.parametrize("kernel", [False, True], ids=["plain", "kernel"])
 @pytest.mark.parametrize("critic", ["fitted", "wrong"])
@@ -210,6 +217,7 @@ def _agreement(world, model, batch) -> tuple[float, float]:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("quiet-16d")
 def test_the_control_variate_removes_most_of_the_variance_in_a_nearly_deterministic_world(known_world):
     """
     At 16 actions in the nearly deterministic world, measured on 4096 fresh transitions: per-transition cosine with

@@ -74,7 +74,7 @@ def test_losses():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("action_dim", [1, 4])
+@pytest.mark.parametrize("action_dim", [1, pytest.param(4, marks=pytest.mark.xdist_group("noisy-4d"))])
 def test_action_gradient_matches_true_gradient_in_noisy_world(action_dim, known_world):
     world = known_world(action_dim=action_dim, noise_std=0.3)
     batch = world.batch(4096, seed=action_dim)
