@@ -36,18 +36,10 @@ def fit(dim: int, noise_std: float, tau: float, sigma: float, steps: int, n_tran
     env = LinearGaussianWorld(action_dim=dim, noise_std=noise_std)
     model = DenoisePG("MlpPolicy", env, seed=seed, denoiser_sigma=sigma, policy_kwargs=dict(net_arch=[128, 128]))
     model.set_logger(configure(None, []))
-    obs, actions, next_obs, rewards = behaviour(env, n_transitions, tau, np.random.default_rng(seed))
+    obs, actions, next_obs, rewards = env.behaviour_transitions(n_transitions, tau, np.random.default_rng(seed))
     model.replay_buffer.extend(obs, next_obs, actions, rewards[:, None], np.ones((n_transitions, 1)), [[{}]] * n_transitions)
     model.train(gradient_steps=steps, batch_size=256)
     return model, env
-
-
-def behaviour(env, n: int, tau: float, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-    """``n`` one-step transitions with behaviour actions ``a ~ N(0.2, tau^2)``."""
-    obs = rng.normal(size=(n, env.observation_space.shape[0]))
-    actions = np.clip(0.2 + tau * rng.normal(size=(n, env.action_space.shape[0])), -1, 1)
-    next_obs = env.mean_outcome(obs, actions) + env.noise_std * rng.normal(size=obs.shape)
-    return obs, actions, next_obs, -np.sum((next_obs - env.goal) ** 2, axis=1)
 
 
 def agreement(estimate: np.ndarray, truth: np.ndarray) -> dict[str, float]:
@@ -66,7 +58,7 @@ def agreement(estimate: np.ndarray, truth: np.ndarray) -> dict[str, float]:
 def measure(model, env, n_eval: int, draws: list[int], seed: int) -> list[dict]:
     from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
-    obs, actions, next_obs, rewards = behaviour(env, n_eval, model.tau_behaviour, np.random.default_rng(seed))
+    obs, actions, next_obs, rewards = env.behaviour_transitions(n_eval, model.tau_behaviour, np.random.default_rng(seed))
     columns = (obs, actions, next_obs, np.ones((n_eval, 1)), rewards[:, None])
     batch = ReplayBufferSamples(*(th.as_tensor(column, dtype=th.float32) for column in columns))
     truth = env.true_action_gradient(obs, actions)

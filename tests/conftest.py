@@ -48,21 +48,9 @@ def tiny() -> dict[str, Any]:
 # ---- the linear-Gaussian world: fitted models --------------------------------------------------------------------
 
 
-def behaviour_transitions(
-    env: LinearGaussianWorld, n: int, tau: float, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``n`` one-step transitions ``(obs, actions, next_obs, rewards)`` with behaviour actions ``a ~ N(0.2, tau^2)``."""
-    dim = env.action_space.shape[0]
-    obs = rng.normal(size=(n, env.observation_space.shape[0]))
-    actions = np.clip(0.2 + tau * rng.normal(size=(n, dim)), -1, 1)
-    next_obs = env.mean_outcome(obs, actions) + env.noise_std * rng.normal(size=obs.shape)
-    rewards = -np.sum((next_obs - env.goal) ** 2, axis=1)
-    return obs, actions, next_obs, rewards
-
-
 def fill_with_behaviour(model: DenoisePG, env: LinearGaussianWorld, n: int, tau: float, seed: int = 0) -> None:
     """Replay buffer of one-step transitions with Gaussian behaviour actions a ~ N(0.2, tau^2)."""
-    obs, actions, next_obs, rewards = behaviour_transitions(env, n, tau, np.random.default_rng(seed))
+    obs, actions, next_obs, rewards = env.behaviour_transitions(n, tau, np.random.default_rng(seed))
     for i in range(n):
         model.replay_buffer.add(obs[i : i + 1], next_obs[i : i + 1], actions[i : i + 1], rewards[i : i + 1], np.ones(1), [{}])
 
@@ -77,7 +65,7 @@ class KnownWorld:
 
     def batch(self, n: int, seed: int) -> ReplayBufferSamples:
         """``n`` fresh transitions from the behaviour policy (not in the replay buffer), the same for the same seed."""
-        obs, actions, next_obs, rewards = behaviour_transitions(self.env, n, self.tau, np.random.default_rng(seed))
+        obs, actions, next_obs, rewards = self.env.behaviour_transitions(n, self.tau, np.random.default_rng(seed))
         to_torch = self.model.replay_buffer.to_torch
         columns = (obs, actions, next_obs, np.ones((n, 1)), rewards.reshape(-1, 1))
         return ReplayBufferSamples(*(to_torch(column.astype(np.float32)) for column in columns))

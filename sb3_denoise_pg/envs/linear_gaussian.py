@@ -57,6 +57,24 @@ class LinearGaussianWorld(gym.Env):
         """``grad_a Q(s, a) = -2 W^T (W a + C s - goal)``, batched."""
         return -2.0 * (self.mean_outcome(obs, actions) - self.goal) @ self.W
 
+    def behaviour_transitions(
+        self, n: int, tau: float, rng: np.random.Generator, mean: float = 0.2
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """
+        ``n`` one-step transitions ``(obs, actions, next_obs, rewards)`` of a Gaussian behaviour policy,
+        ``a ~ N(mean, tau^2 I)`` clipped to the action box: replay data for tests and measurements.
+
+        :param n: Number of transitions
+        :param tau: Standard deviation of the behaviour actions
+        :param rng: Random generator of the observations, actions and outcome noise
+        :param mean: Mean of the behaviour actions
+        :return: Arrays of shapes ``(n, obs_dim)``, ``(n, action_dim)``, ``(n, obs_dim)`` and ``(n,)``
+        """
+        obs = rng.normal(size=(n, self.observation_space.shape[0]))
+        actions = np.clip(mean + tau * rng.normal(size=(n, self.action_space.shape[0])), -1, 1)
+        next_obs = self.mean_outcome(obs, actions) + self.noise_std * rng.normal(size=obs.shape)
+        return obs, actions, next_obs, -np.sum((next_obs - self.goal) ** 2, axis=1)
+
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
         next_obs = self.mean_outcome(self._state, action) + self.noise_std * self.np_random.normal(size=self._state.shape)
