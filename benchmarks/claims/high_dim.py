@@ -19,7 +19,16 @@ from pathlib import Path
 
 import torch as th
 
-from benchmarks.claims.known_world import cosine_table, fit, make_model, plot_cosines, score_both, transitions, write_results
+from benchmarks.claims.known_world import (
+    cosine_table,
+    fit,
+    make_model,
+    plot_cosines,
+    score_both,
+    started,
+    transitions,
+    write_results,
+)
 from sb3_denoise_pg.envs import LinearGaussianWorld
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -46,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     th.set_num_threads(1)
     args.output.mkdir(parents=True, exist_ok=True)
-    rows, start = [], time.perf_counter()
+    rows, start, made = [], time.perf_counter(), started()
     for seed in range(args.seeds):
         for dim in args.dims:
             for n_samples in args.samples:
@@ -54,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{time.perf_counter() - start:.0f} s: {rows[-1]}", flush=True)
     table = cosine_table(rows, "dim", "n_samples")
     command = " ".join(["python -m benchmarks.claims.high_dim", *argv])
-    write_results(args.output, "high_dim", rows, table, command, time.perf_counter() - start)
+    write_results(args.output, "high_dim", rows, table, command, time.perf_counter() - start, made)
     plot_cosines(rows, "dim", "n_samples", "action dimension", args.output / "high_dim.png", log_x=True)
     print(table)
 

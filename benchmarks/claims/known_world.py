@@ -7,6 +7,7 @@ estimates against the truth.
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -97,19 +98,33 @@ def agreement(estimate: th.Tensor, truth: np.ndarray, minibatch: int = 256) -> A
 
 
 def score_both(model: DenoisePG, env: LinearGaussianWorld, data: ReplayBufferSamples) -> dict[str, Agreement]:
-    """DenoisePG's ``action_gradient`` and the critic's input-gradient (TD3's), each against the true gradient."""
+    """
+    DenoisePG's estimate and the critic's input-gradient (TD3's), each against the true gradient; when the model
+    uses the critic control variate, also its estimate without it, from the same draws.
+    """
     truth = env.true_action_gradient(data.observations.numpy().astype(np.float64), data.actions.numpy().astype(np.float64))
     th.manual_seed(1)
-    return {
-        "denoise_pg": agreement(model.action_gradient(data), truth),
-        "critic": agreement(model.critic_action_gradient(data.observations, data.actions), truth),
-    }
+    estimate = model.estimate(data)
+    scores = {"denoise_pg": agreement(estimate.gradient, truth)}
+    if estimate.critic_gradient is not None:
+        scores["denoise_pg_without_cv"] = agreement(estimate.gradient_without_cv, truth)
+    scores["critic"] = agreement(model.critic_action_gradient(data.observations, data.actions), truth)
+    return scores
 
 
 # ---- reporting, shared by the claims on this world ----------------------------------------------------------------
 
-METHODS = {"denoise_pg": "DenoisePG", "critic": "critic grad (TD3)"}
+METHODS = {
+    "denoise_pg": "DenoisePG",
+    "denoise_pg_without_cv": "DenoisePG without control variate",
+    "critic": "critic grad (TD3)",
+}
 METRICS = {"batch_cosine": "minibatch (256) mean", "sample_cosine": "per transition"}
+
+
+def _methods(rows: list[dict]) -> dict[str, str]:
+    """The methods the rows were scored with (runs made before the control variate have no estimate without it)."""
+    return {method: name for method, name in METHODS.items() if all(method in row for row in rows)}
 
 
 def _mean_over(rows: list[dict], method: str, metric: str, **where: object) -> float:
@@ -125,9 +140,10 @@ def cosine_table(rows: list[dict], x_key: str, group_key: str) -> str:
     for x, group in sorted({(row[x_key], row[group_key]) for row in rows}):
         cell = {x_key: x, group_key: group}
         n_seeds = sum(1 for row in rows if row[x_key] == x and row[group_key] == group)
-        means = [f"{_mean_over(rows, m, k, **cell):.2f}" for k in METRICS for m in METHODS]
+        means = [f"{_mean_over(rows, m, k, **cell):.2f}" for k in METRICS for m in _methods(rows)]
         table.append([x, group, n_seeds, *means])
-    headers = [x_key, group_key, "seeds", *(f"cos {METRICS[k]}: {METHODS[m]}" for k in METRICS for m in METHODS)]
+    methods = _methods(rows)
+    headers = [x_key, group_key, "seeds", *(f"cos {METRICS[k]}: {methods[m]}" for k in METRICS for m in methods)]
     return markdown_table(headers, table)
 
 
@@ -142,7 +158,7 @@ def plot_cosines(rows: list[dict], x_key: str, group_key: str, xlabel: str, path
     fig, axes = plt.subplots(1, len(METRICS), figsize=(10, 4), sharey=True)
     for ax, (metric, title) in zip(axes, METRICS.items(), strict=True):
         for group in sorted({row[group_key] for row in rows}):
-            for (method, name), style in zip(METHODS.items(), ("-o", "--s"), strict=True):
+            for (method, name), style in zip(_methods(rows).items(), ("-o", ":^", "--s"), strict=False):
                 values = [_mean_over(rows, method, metric, **{x_key: x, group_key: group}) for x in xs]
                 ax.plot(xs, values, style, label=f"{name}, {group_key} {group}")
         if log_x:
@@ -156,7 +172,21 @@ def plot_cosines(rows: list[dict], x_key: str, group_key: str, xlabel: str, path
     fig.savefig(path, dpi=120)
 
 
-def write_results(output: Path, name: str, rows: list[dict], table: str, command: str, seconds: float) -> None:
-    """``<name>.json`` (every measurement) and ``<name>.md`` (the command, its duration and the table)."""
-    (output / f"{name}.json").write_text(json.dumps({"command": command, "rows": rows}, indent=1) + "\n")
-    (output / f"{name}.md").write_text(f"`{command}` ({seconds:.0f} s on one core)\n\n{table}\n")
+def started() -> dict[str, str | None]:
+    """What makes a measurement: the library's version, the checkout's commit and the date, taken as it starts."""
+    from benchmarks import provenance
+
+    return {**provenance(), "date": date.today().isoformat()}
+
+
+def write_results(
+    output: Path, name: str, rows: list[dict], table: str, command: str, seconds: float, made: dict[str, str | None]
+) -> None:
+    """
+    ``<name>.json`` (every measurement) and ``<name>.md`` (the command, its duration, what made it and the table).
+
+    :param made: From ``started()`` when the measurement started
+    """
+    (output / f"{name}.json").write_text(json.dumps({"command": command, **made, "rows": rows}, indent=1) + "\n")
+    made_by = f"sb3-denoise-pg {made['version']}, commit {made['commit']}, {made['date']}"
+    (output / f"{name}.md").write_text(f"`{command}` ({seconds:.0f} s on one core; {made_by})\n\n{table}\n")
