@@ -43,6 +43,7 @@ ALGOS: dict[str, tuple[str, dict[str, Any]]] = {
     "denoise_pg-4_draws": ("sb3_denoise_pg:DenoisePG", {"n_noise_samples": 4}),
     "denoise_pg-4_draws-one_critic": (ABLATION_DENOISE_PG, {"n_noise_samples": 4, "baseline_reduction": "first"}),
     "denoise_pg-2_draws": ("sb3_denoise_pg:DenoisePG", {"n_noise_samples": 2}),
+    "denoise_pg-2_draws-one_critic": (ABLATION_DENOISE_PG, {"n_noise_samples": 2, "baseline_reduction": "first"}),
     "denoise_pg-regression": ("sb3_denoise_pg:DenoisePG", {"actor_gradient": "regression", "critic_control_variate": None}),
     # Without the critic control variate (the default since 0.2.0): what its backward pass through the critics costs
     "denoise_pg-no_cv": ("sb3_denoise_pg:DenoisePG", {"critic_control_variate": None}),
