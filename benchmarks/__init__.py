@@ -6,6 +6,7 @@ import subprocess
 import sys
 import sysconfig
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,15 @@ def provenance(repo: Path = REPO_ROOT) -> dict[str, str | None]:
     :return: ``{"version": ..., "commit": ...}``
     """
     return {"version": library_version(), "commit": git_commit(repo)}
+
+
+def started(repo: Path = REPO_ROOT) -> dict[str, str | None]:
+    """
+    :func:`provenance` and the UTC time (``date``), taken as a measurement starts.
+
+    :param repo: A folder of the checkout
+    """
+    return {**provenance(repo), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
 def relative_path(path: Path | str, root: Path = REPO_ROOT) -> str:

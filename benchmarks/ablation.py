@@ -32,14 +32,13 @@ import functools
 import json
 import re
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from stable_baselines3.common.utils import LinearSchedule
 
-from benchmarks import RESULTS_DIR, markdown_table, provenance
+from benchmarks import RESULTS_DIR, markdown_table, started
 from benchmarks.variants import learn_with_evaluations, plot_mean_curve, run_plan
 
 Variants = dict[str, dict[str, Any]]  # variant name -> DenoisePG constructor overrides of the base; "td3" is TD3
@@ -262,7 +261,7 @@ def make_model(study: Study, variant: str, seed: int, learning_starts: int, net_
 
 
 def run_one(args: argparse.Namespace, variant: str, seed: int) -> dict:
-    started = {**provenance(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    made = started()
     study = STUDIES[args.study]
     model = make_model(study, variant, seed, args.learning_starts, args.net_arch)
     curves = learn_with_evaluations(model, study.env_id, args.steps, args.eval_freq, args.eval_episodes, seed + 1000)
@@ -273,7 +272,7 @@ def run_one(args: argparse.Namespace, variant: str, seed: int) -> dict:
         "seed": seed,
         **curves,
         "final_saturation": final_saturation(model),
-        **started,
+        **made,
     }
 
 

@@ -14,13 +14,12 @@ import argparse
 import json
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch as th
 
-from benchmarks import RESULTS_DIR, markdown_table, provenance
+from benchmarks import RESULTS_DIR, markdown_table, started
 
 OUTPUT = RESULTS_DIR / "control-variate"
 SETTINGS = [(None, False), ("optimal", False), (0.2, False), (1.0, False), (None, True), ("optimal", True)]
@@ -97,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     th.set_num_threads(1)
-    started, start = {**provenance(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}, time.perf_counter()
+    made, start = started(), time.perf_counter()
     model, env = fit(args.dim, args.noise_std, args.tau, args.sigma, args.steps, args.transitions, args.seed)
     model.tau_behaviour = args.tau
     rows = measure(model, env, 4096, args.draws, args.seed + 1)
@@ -114,11 +113,11 @@ def main(argv: list[str] | None = None) -> None:
     command = " ".join(["python -m benchmarks.control_variate", *argv])
     wall_time = time.perf_counter() - start
     args.output.mkdir(parents=True, exist_ok=True)
-    header = f"`{command}` ({wall_time:.0f} s on one core; sb3-denoise-pg {started['version']}, commit {started['commit']}, "
-    header += f"{started['date']})\n\nLinearGaussianWorld(action_dim={args.dim}, noise_std={args.noise_std}), behaviour "
+    header = f"`{command}` ({wall_time:.0f} s on one core; sb3-denoise-pg {made['version']}, commit {made['commit']}, "
+    header += f"{made['date']})\n\nLinearGaussianWorld(action_dim={args.dim}, noise_std={args.noise_std}), behaviour "
     header += f"a ~ N(0.2, {args.tau}^2), denoiser_sigma={args.sigma}, {args.transitions} transitions, {args.steps} steps.\n\n"
     (args.output / "results.md").write_text(header + table + "\n")
-    (args.output / "results.json").write_text(json.dumps({**started, "command": command, "rows": rows}, indent=2) + "\n")
+    (args.output / "results.json").write_text(json.dumps({**made, "command": command, "rows": rows}, indent=2) + "\n")
     print(table)
 
 

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import torch as th
 
+from benchmarks import started
 from benchmarks.claims.known_world import (
     cosine_table,
     fit,
     make_model,
     plot_cosines,
     score_both,
-    started,
     transitions,
     write_results,
 )

@@ -7,7 +7,6 @@ estimates against the truth.
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -136,13 +135,12 @@ def cosine_table(rows: list[dict], x_key: str, group_key: str) -> str:
     """Markdown table of mean cosines per (``x_key``, ``group_key``) cell, both methods and both metrics."""
     from benchmarks import markdown_table
 
-    table = []
+    table, methods = [], _methods(rows)
     for x, group in sorted({(row[x_key], row[group_key]) for row in rows}):
         cell = {x_key: x, group_key: group}
         n_seeds = sum(1 for row in rows if row[x_key] == x and row[group_key] == group)
-        means = [f"{_mean_over(rows, m, k, **cell):.2f}" for k in METRICS for m in _methods(rows)]
+        means = [f"{_mean_over(rows, m, k, **cell):.2f}" for k in METRICS for m in methods]
         table.append([x, group, n_seeds, *means])
-    methods = _methods(rows)
     headers = [x_key, group_key, "seeds", *(f"cos {METRICS[k]}: {methods[m]}" for k in METRICS for m in methods)]
     return markdown_table(headers, table)
 
@@ -172,21 +170,14 @@ def plot_cosines(rows: list[dict], x_key: str, group_key: str, xlabel: str, path
     fig.savefig(path, dpi=120)
 
 
-def started() -> dict[str, str | None]:
-    """What makes a measurement: the library's version, the checkout's commit and the date, taken as it starts."""
-    from benchmarks import provenance
-
-    return {**provenance(), "date": date.today().isoformat()}
-
-
 def write_results(
     output: Path, name: str, rows: list[dict], table: str, command: str, seconds: float, made: dict[str, str | None]
 ) -> None:
     """
     ``<name>.json`` (every measurement) and ``<name>.md`` (the command, its duration, what made it and the table).
 
-    :param made: From ``started()`` when the measurement started
+    :param made: From ``benchmarks.started()`` when the measurement started
     """
     (output / f"{name}.json").write_text(json.dumps({"command": command, **made, "rows": rows}, indent=1) + "\n")
-    made_by = f"sb3-denoise-pg {made['version']}, commit {made['commit']}, {made['date']}"
+    made_by = f"sb3-denoise-pg {made['version']}, commit {made['commit']}, {made['date'][:10]}"
     (output / f"{name}.md").write_text(f"`{command}` ({seconds:.0f} s on one core; {made_by})\n\n{table}\n")

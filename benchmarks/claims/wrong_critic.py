@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 import torch as th
 
+from benchmarks import started
 from benchmarks.claims.known_world import (
     cosine_table,
     fit,
     make_model,
     plot_cosines,
     score_both,
-    started,
     transitions,
     write_results,
 )
