@@ -147,10 +147,22 @@ HALFCHEETAH: Variants = {
         "n_noise_samples": 2,
     },
     "penalty 0.01, 2 draws": {"actor_preactivation_penalty": 0.01, "n_noise_samples": 2},
+    # The anchored form from the defaults (no kernel: its direction is taken at mu_theta(s)); eta 0 is TD3's
+    # direction from the mean of the twin critics, with everything else of DenoisePG's actor step
+    **{
+        f"anchored, eta {eta}": {
+            "actor_preactivation_penalty": 0.01,
+            "critic_control_variate": "optimal",
+            "actor_kernel_width": None,
+            "anchor": eta,
+        }
+        for eta in ("adaptive", 0.0)
+    },
 }
 HALFCHEETAH_PANELS = {
-    "actor saturation": [v for v in HALFCHEETAH if "control variate" not in v and "draws" not in v],
+    "actor saturation": [v for v in HALFCHEETAH if "control variate" not in v and "draws" not in v and "eta" not in v],
     "control variate and draws": ["td3", *[v for v in HALFCHEETAH if v.startswith("penalty 0.01")]],
+    "anchored form": ["td3", "penalty 0.01, control variate", *[v for v in HALFCHEETAH if v.startswith("anchored")]],
 }
 # Whether the penalty found on HalfCheetah-v5 carries over
 HOPPER: Variants = {

@@ -13,6 +13,10 @@ saved with one of them (by sb3-denoise-pg 0.1.0, where they were options of ``De
   action directly).
 - ``denoiser_sigma`` as several levels (a list: each transition of a batch draws one, for the denoiser's training and
   for the estimate) or as a schedule of the progress remaining (no gain over one level).
+- ``anchor``: the anchored form, ``G = grad_a b(s, mu_theta(s)) + eta * (mean_k [G_k - lambda h_k] - c)``
+  (docs/estimator.rst, "The anchored form (an ablation)"), the critic's own direction at the policy's action plus the data's
+  correction of the critic's gradient measured at the replay action; ``eta`` fixed, or per batch by positive-part
+  James-Stein shrinkage of the corrections toward zero. It is measured here before the library takes it.
 """
 
 from collections.abc import Sequence
@@ -26,6 +30,44 @@ from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
 from sb3_denoise_pg.denoise_pg.denoise_pg import DenoisePG, Estimate, Samples, Sigma, _is_integer, _is_number, _require
 
 
+def independent_units(per_draw: th.Tensor, antithetic: bool) -> th.Tensor:
+    """
+    The draws' estimates grouped into independent units: the mean of each antithetic pair (draws ``k`` and
+    ``k + ceil(n / 2)``, the order of ``antithetic_normal`` and ``orthogonal_normal``), an unpaired last draw on its
+    own, or each draw when the draws are not paired. The two draws of a pair share the even part of the estimate,
+    so only pair means vary independently.
+
+    :param per_draw: Shape ``(n_draws, batch, action_dim)``
+    :param antithetic: Whether the draws come in antithetic pairs
+    :return: Shape ``(n_units, batch, action_dim)``
+    """
+    if not antithetic:
+        return per_draw
+    n_draws = per_draw.shape[0]
+    half = (n_draws + 1) // 2
+    paired = (per_draw[: n_draws - half] + per_draw[half:]) / 2
+    return th.cat([paired, per_draw[n_draws - half : half]])
+
+
+def adaptive_anchor_coefficient(corrections: th.Tensor, eps: float = 1e-12) -> th.Tensor:
+    """
+    The batch's ``eta`` of the anchored form: positive-part James-Stein shrinkage of the corrections
+    ``Delta_i = mean_j u_ij`` toward zero, ``eta = max(0, 1 - N / |Delta|^2)`` over the batch, with ``N`` the
+    corrections' noise ``sum_i tr Var(Delta_i)`` estimated from the spread of each transition's independent units.
+    ``eta`` estimates ``|E Delta|^2 / E |Delta|^2``: near 1 when the data's correction stands out of its own noise,
+    0 when it does not (and the update is the critic's).
+
+    :param corrections: Independent units ``u_ij = G_ij - lambda h_ij - c_i``, shape ``(n_units, batch, action_dim)``,
+        ``n_units >= 2``
+    :return: Scalar tensor in ``[0, 1]``
+    """
+    n_units = corrections.shape[0]
+    if n_units < 2:
+        raise ValueError(f"The adaptive anchor needs at least 2 independent units per transition, got {n_units}")
+    noise = corrections.var(dim=0, unbiased=True).sum() / n_units
+    return (1.0 - noise / (corrections.mean(dim=0).pow(2).sum() + eps)).clamp(0.0, 1.0)
+
+
 class AblationDenoisePG(DenoisePG):
     """
     DenoisePG with the ablation-only options (module docstring); every other argument is ``DenoisePG``'s.
@@ -35,6 +77,9 @@ class AblationDenoisePG(DenoisePG):
     :param baseline_reduction: ``"mean"`` (the library's), ``"min"`` or ``"first"`` of the critics
     :param actor_batch_window: When set, the actor's batch is drawn from this many most recent transitions
     :param condition_on_reward: ``False``: the denoiser's outcome is ``(s', done)`` only
+    :param anchor: ``None`` (the library's score-difference estimate), the anchored form's ``eta`` (a number in
+        ``[0, 1]``; ``0`` is TD3's direction from the baseline critic) or ``"adaptive"``. The anchored form's
+        direction is taken at ``mu_theta(s)``: it needs ``actor_kernel_width=None`` and ``actor_gradient="direct"``.
     """
 
     removed_options: ClassVar[dict[str, Any]] = {}
@@ -49,8 +94,10 @@ class AblationDenoisePG(DenoisePG):
         baseline_reduction: str = "mean",
         actor_batch_window: int | None = None,
         condition_on_reward: bool = True,
+        anchor: float | str | None = None,
         **kwargs: Any,
     ):
+        self.anchor = anchor
         self.baseline_action = baseline_action
         self.baseline_reduction = baseline_reduction
         self.actor_batch_window = actor_batch_window
@@ -83,6 +130,27 @@ class AblationDenoisePG(DenoisePG):
         window = self.actor_batch_window
         valid_window = window is None or (_is_integer(window) and window >= 1)
         _require(valid_window, "actor_batch_window must be None or an integer >= 1", window)
+        self._check_anchor()
+
+    def _check_anchor(self) -> None:
+        anchor = self.anchor
+        if anchor is None:
+            return
+        valid = anchor == "adaptive" or (_is_number(anchor) and 0 <= anchor <= 1)
+        _require(valid, "anchor must be None, 'adaptive' or a number in [0, 1]", anchor)
+        _require(
+            self.actor_kernel_width is None and self.actor_gradient == "direct",
+            "anchor takes its direction at mu_theta(s): it needs actor_kernel_width=None and actor_gradient='direct'",
+            (self.actor_kernel_width, self.actor_gradient),
+        )
+        if anchor == "adaptive":
+            n_units = (self.n_noise_samples + 1) // 2 if self.antithetic else self.n_noise_samples
+            _require(
+                n_units >= 2,
+                "anchor='adaptive' estimates the noise from at least 2 independent draws (antithetic pairs count "
+                "once): n_noise_samples >= 4 with antithetic=True, >= 2 without",
+                self.n_noise_samples,
+            )
 
     def _setup_model(self) -> None:
         super()._setup_model()
@@ -116,6 +184,23 @@ class AblationDenoisePG(DenoisePG):
         super().train(gradient_steps, batch_size)
         if callable(self.denoiser_sigma):
             self.logger.record("train/denoiser_sigma", self.current_sigma)
+
+    # ---- the anchored form --------------------------------------------------------------------------------------
+
+    def _direct_gradient(
+        self, replay_data: Samples, estimate: Estimate, actions: th.Tensor, stats: dict[str, list[float]]
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor | None]:
+        if self.anchor is None:
+            return super()._direct_gradient(replay_data, estimate, actions, stats)
+        critic_gradient = estimate.critic_gradient
+        if critic_gradient is None:
+            critic_gradient = self.critic_action_gradient(replay_data.observations, replay_data.actions)
+        # The data's correction of the critic's gradient at the replay action a, carried to mu_theta(s)
+        corrections = independent_units(estimate.per_draw, self.antithetic) - critic_gradient
+        eta = adaptive_anchor_coefficient(corrections).item() if self.anchor == "adaptive" else float(self.anchor)
+        stats["anchor_eta"].append(eta)
+        anchor = self.critic_action_gradient(replay_data.observations, actions.detach())
+        return anchor + eta * corrections.mean(dim=0), actions, None
 
     # ---- the outcome, the baseline and the actor's batch ------------------------------------------------------
 

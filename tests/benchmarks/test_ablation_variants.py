@@ -1,11 +1,12 @@
 """
 The ablation-only variants of ``benchmarks.ablation_variants.AblationDenoisePG`` (options that left the library): the
 recency window of the actor's batch, s'-only conditioning, the baseline's reduction of the critics and its clean-action
-form, annealed sigma and several sigma levels. Their bad values keep their clear errors, and models saved with them
-load with this class.
+form, annealed sigma, several sigma levels and the anchored form. Their bad values keep their clear errors, and models
+saved with them load with this class.
 """
 
 import copy
+from collections import defaultdict
 
 import gymnasium as gym
 import numpy as np
@@ -15,7 +16,7 @@ from stable_baselines3 import HerReplayBuffer
 from stable_baselines3.common.envs import BitFlippingEnv
 from stable_baselines3.common.utils import LinearSchedule
 
-from benchmarks.ablation_variants import AblationDenoisePG
+from benchmarks.ablation_variants import AblationDenoisePG, adaptive_anchor_coefficient, independent_units
 from sb3_denoise_pg import DenoisePG
 
 
@@ -141,6 +142,10 @@ def test_a_schedule_that_leaves_the_positive_numbers_fails_clearly(small):
         (dict(actor_batch_window=0), r"actor_batch_window must be None or an integer >= 1"),
         (dict(actor_batch_window=10.5), r"actor_batch_window must be None or an integer >= 1"),
         (dict(n_noise_samples=0), r"n_noise_samples must be an integer >= 1"),
+        (dict(anchor=1.5, actor_kernel_width=None), r"anchor must be None, 'adaptive' or a number in \[0, 1\]"),
+        (dict(anchor="auto", actor_kernel_width=None), r"anchor must be None, 'adaptive' or a number in \[0, 1\]"),
+        (dict(anchor=0.5), r"anchor takes its direction at mu_theta\(s\): it needs actor_kernel_width=None"),
+        (dict(anchor="adaptive", actor_kernel_width=None, n_noise_samples=2), r"n_noise_samples >= 4 with antithetic"),
     ],
 )
 def test_bad_ablation_options(kwargs, message):
@@ -201,3 +206,67 @@ def test_baseline_must_be_evaluated_at_the_noised_action(known_world):
     assert noised[0] >= 0.95
     assert noised[1] > clean[1] + 0.3, (noised, clean)  # per-sample agreement
     assert clean[2] < 0.5 * noised[2], (noised, clean)  # the clean variant's estimate collapses: biased
+
+
+ANCHORED = dict(actor_kernel_width=None)
+
+
+def test_independent_units_are_the_means_of_antithetic_pairs():
+    half = th.randn(3, 5, 2)
+    even, odd = th.randn(5, 2), th.randn(3, 5, 2)
+    # An estimate even in z (shared by a pair) plus one odd in z (cancelled by it)
+    per_draw = th.cat([even + odd, even - odd])
+    units = independent_units(per_draw, antithetic=True)
+    assert units.shape == (3, 5, 2)
+    th.testing.assert_close(units, even.expand(3, 5, 2))
+    # An odd number of draws: the last is unpaired and stands alone
+    units = independent_units(th.cat([half, -half])[:5], antithetic=True)
+    assert units.shape == (3, 5, 2)
+    th.testing.assert_close(units[:2], th.zeros(2, 5, 2))
+    th.testing.assert_close(units[2], half[2])
+    assert independent_units(per_draw, antithetic=False) is per_draw
+
+
+def test_adaptive_anchor_shrinks_noise_to_zero_and_keeps_a_clear_signal():
+    generator = th.Generator().manual_seed(0)
+    noise = th.randn(4, 256, 6, generator=generator)
+    assert adaptive_anchor_coefficient(noise).item() < 0.1
+    signal = th.randn(256, 6, generator=generator)
+    assert adaptive_anchor_coefficient(signal + 0.1 * noise).item() > 0.95
+    # Signal and noise of equal power per transition's mean: about half is kept
+    assert 0.3 < adaptive_anchor_coefficient(signal + 2 * noise).item() < 0.7
+    with pytest.raises(ValueError, match="at least 2 independent units"):
+        adaptive_anchor_coefficient(noise[:1])
+
+
+def test_anchor_zero_follows_the_critic_at_the_policy_action(small):
+    model = AblationDenoisePG("MlpPolicy", "Pendulum-v1", seed=0, anchor=0.0, **ANCHORED, **small).learn(100)
+    batch = model.replay_buffer.sample(32)
+    actions = model.actor(batch.observations)
+    gradient, row_actions, weights = model._direct_gradient(batch, model.estimate(batch), actions, defaultdict(list))
+    assert weights is None and row_actions is actions
+    th.testing.assert_close(gradient, model.critic_action_gradient(batch.observations, actions))
+
+
+def test_anchor_one_adds_the_data_correction_at_the_replay_action(small):
+    model = AblationDenoisePG("MlpPolicy", "Pendulum-v1", seed=0, anchor=1.0, **ANCHORED, **small).learn(100)
+    batch = model.replay_buffer.sample(32)
+    actions = model.actor(batch.observations)
+    th.manual_seed(1)
+    estimate = model.estimate(batch)
+    gradient, _, _ = model._direct_gradient(batch, estimate, actions, defaultdict(list))
+    expected = (
+        model.critic_action_gradient(batch.observations, actions)
+        + estimate.gradient
+        - model.critic_action_gradient(batch.observations, batch.actions)
+    )
+    th.testing.assert_close(gradient, expected)
+
+
+def test_adaptive_anchor_trains_logs_eta_and_survives_save_load(tmp_path, small):
+    model = AblationDenoisePG("MlpPolicy", "Pendulum-v1", seed=0, anchor="adaptive", **ANCHORED, **small).learn(200)
+    assert 0.0 <= model.logger.name_to_value["train/anchor_eta"] <= 1.0
+    model.save(tmp_path / "model.zip")
+    loaded = AblationDenoisePG.load(tmp_path / "model.zip", env=gym.make("Pendulum-v1"))
+    assert loaded.anchor == "adaptive"
+    loaded.learn(60, reset_num_timesteps=False)
