@@ -14,7 +14,8 @@ the library no longer has run through ``benchmarks.ablation_variants.AblationDen
 - ``halfcheetah``: HalfCheetah-v5 with the zoo's TD3 MuJoCo settings (``learning_starts=10000``, normal action noise
   0.1, ``[400, 300]``), 30k steps (12-15 minutes a DenoisePG run on one core): the actor saturation of the standard
   suite's first run, and what changes it. Its base has no pre-activation penalty and no control variate: the
-  penalty it found (``0.01``) is a default now.
+  penalty it found (``0.01``) is a default now. Later panels start from version 0.2.0's defaults: the control
+  variate with fewer draws, and the anchored form (``AblationDenoisePG(anchor=...)``).
 - ``hopper``: the same on Hopper-v5, whether the penalty carries over.
 
 Deterministic evaluation on ``--eval-episodes`` episodes every ``--eval-freq`` steps, the same start states for every
