@@ -148,6 +148,19 @@ HALFCHEETAH: Variants = {
         "n_noise_samples": 2,
     },
     "penalty 0.01, 2 draws": {"actor_preactivation_penalty": 0.01, "n_noise_samples": 2},
+    # The control variate's other levers, from the defaults
+    **{
+        f"penalty 0.01, control variate, {name}": {
+            "actor_preactivation_penalty": 0.01,
+            "critic_control_variate": "optimal",
+            **change,
+        }
+        for name, change in (
+            ("lambda 1", {"critic_control_variate": 1.0}),
+            ("orthogonal draws", {"orthogonal_noise": True}),
+            ("4 draws", {"n_noise_samples": 4}),
+        )
+    },
     # The anchored form from the defaults (no kernel: its direction is taken at mu_theta(s)); eta 0 is TD3's
     # direction from the mean of the twin critics, with everything else of DenoisePG's actor step
     **{
