@@ -74,6 +74,15 @@ class Study:
     net_arch: list[int]
 
 
+# Version 0.2.0's defaults, from the MuJoCo studies' base (no penalty, no control variate)
+DEFAULTS_0_2_0 = {"actor_preactivation_penalty": 0.01, "critic_control_variate": "optimal"}
+
+
+def anchored(eta: float | str) -> dict[str, Any]:
+    """The anchored form with ``eta`` (``AblationDenoisePG``); no kernel: its direction is taken at ``mu_theta(s)``."""
+    return {"actor_kernel_width": None, "anchor": eta}
+
+
 # Version 0.1.0's estimator levers, from its first defaults (sigma 0.1, no penalty)
 PENDULUM_ESTIMATOR: Variants = {
     "base": {},
@@ -131,6 +140,7 @@ PENDULUM_CV: Variants = {
     "4 draws": {"n_noise_samples": 4},
     "control variate off, 2 draws": {"critic_control_variate": None, "n_noise_samples": 2},
     "control variate off, 4 draws": {"critic_control_variate": None, "n_noise_samples": 4},
+    **{f"anchored, eta {eta}": anchored(eta) for eta in ("adaptive", 0.0)},
 }
 HALFCHEETAH: Variants = {
     "base": {},
@@ -140,38 +150,22 @@ HALFCHEETAH: Variants = {
     "pre-activation penalty 0.01": {"actor_preactivation_penalty": 0.01},
     "pre-activation penalty 0.001": {"actor_preactivation_penalty": 0.001},
     # Version 0.2.0's defaults: the penalty and the critic control variate
-    "penalty 0.01, control variate": {"actor_preactivation_penalty": 0.01, "critic_control_variate": "optimal"},
-    # Fewer draws, with and without the control variate: where the throughput comes from
-    "penalty 0.01, control variate, 2 draws": {
-        "actor_preactivation_penalty": 0.01,
-        "critic_control_variate": "optimal",
-        "n_noise_samples": 2,
-    },
-    "penalty 0.01, 2 draws": {"actor_preactivation_penalty": 0.01, "n_noise_samples": 2},
-    # The control variate's other levers, from the defaults
+    "penalty 0.01, control variate": DEFAULTS_0_2_0,
+    # Fewer draws, with and without the control variate: where the throughput comes from; and the control
+    # variate's other levers, from the defaults
     **{
-        f"penalty 0.01, control variate, {name}": {
-            "actor_preactivation_penalty": 0.01,
-            "critic_control_variate": "optimal",
-            **change,
-        }
+        f"penalty 0.01, control variate, {name}": {**DEFAULTS_0_2_0, **change}
         for name, change in (
+            ("2 draws", {"n_noise_samples": 2}),
             ("lambda 1", {"critic_control_variate": 1.0}),
             ("orthogonal draws", {"orthogonal_noise": True}),
             ("4 draws", {"n_noise_samples": 4}),
         )
     },
-    # The anchored form from the defaults (no kernel: its direction is taken at mu_theta(s)); eta 0 is TD3's
-    # direction from the mean of the twin critics, with everything else of DenoisePG's actor step
-    **{
-        f"anchored, eta {eta}": {
-            "actor_preactivation_penalty": 0.01,
-            "critic_control_variate": "optimal",
-            "actor_kernel_width": None,
-            "anchor": eta,
-        }
-        for eta in ("adaptive", 0.0)
-    },
+    "penalty 0.01, 2 draws": {"actor_preactivation_penalty": 0.01, "n_noise_samples": 2},
+    # The anchored form from the defaults; eta 0 is TD3's direction from the mean of the twin critics, with
+    # everything else of DenoisePG's actor step
+    **{f"anchored, eta {eta}": {**DEFAULTS_0_2_0, **anchored(eta)} for eta in ("adaptive", 0.0)},
 }
 HALFCHEETAH_PANELS = {
     "actor saturation": [v for v in HALFCHEETAH if "control variate" not in v and "draws" not in v and "eta" not in v],
@@ -183,6 +177,12 @@ HOPPER: Variants = {
     "base": {},
     "td3": {},
     "pre-activation penalty 0.01": {"actor_preactivation_penalty": 0.01},
+    "penalty 0.01, control variate": DEFAULTS_0_2_0,
+    "anchored, eta adaptive": {**DEFAULTS_0_2_0, **anchored("adaptive")},
+}
+HOPPER_PANELS = {
+    "actor saturation": ["base", "td3", "pre-activation penalty 0.01"],
+    "anchored form": ["td3", "penalty 0.01, control variate", "anchored, eta adaptive"],
 }
 # Version 0.1.0 had no control variate: the committed runs of these studies were made without it
 WITHOUT_CV = {"critic_control_variate": None}
@@ -252,11 +252,12 @@ STUDIES = {
                 "control variate off",
                 *[v for v in PENDULUM_CV if " draws" in v and "orth" not in v],
             ],
+            "anchored form": ["td3", "defaults", *[v for v in PENDULUM_CV if v.startswith("anchored")]],
         },
         PENDULUM_CV,
     ),
     "halfcheetah": _mujoco_study("HalfCheetah-v5", HALFCHEETAH, HALFCHEETAH_PANELS),
-    "hopper": _mujoco_study("Hopper-v5", HOPPER),
+    "hopper": _mujoco_study("Hopper-v5", HOPPER, HOPPER_PANELS),
 }
 
 
