@@ -55,7 +55,8 @@ def adaptive_anchor_coefficient(corrections: th.Tensor, eps: float = 1e-12) -> t
     ``Delta_i = mean_j u_ij`` toward zero, ``eta = max(0, 1 - N / |Delta|^2)`` over the batch, with ``N`` the
     corrections' noise ``sum_i tr Var(Delta_i)`` estimated from the spread of each transition's independent units.
     ``eta`` estimates ``|E Delta|^2 / E |Delta|^2``: near 1 when the data's correction stands out of its own noise,
-    0 when it does not (and the update is the critic's).
+    0 when it does not (and the update is the critic's). The noise is that of the draws given the transition only:
+    a denoiser's systematic error counts as signal.
 
     :param corrections: Independent units ``u_ij = G_ij - lambda h_ij - c_i``, shape ``(n_units, batch, action_dim)``,
         ``n_units >= 2``
