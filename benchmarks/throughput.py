@@ -28,8 +28,8 @@ from benchmarks import RESULTS_DIR, markdown_table, provenance
 
 OUTPUT_DIR = RESULTS_DIR / "throughput"
 
-# Options that the library measured and did not keep (one-critic baseline) run through the ablations' variant class,
-# which takes them as keyword arguments with the same names and meaning
+# Options that the library measured and did not keep (one-critic baseline, the anchored form) run through the
+# ablations' variant class, which takes them as keyword arguments with the same names and meaning
 ABLATION_DENOISE_PG = "benchmarks.ablation_variants:AblationDenoisePG"
 # Name -> (class, constructor overrides)
 ALGOS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -49,6 +49,8 @@ ALGOS: dict[str, tuple[str, dict[str, Any]]] = {
     "denoise_pg-no_cv": ("sb3_denoise_pg:DenoisePG", {"critic_control_variate": None}),
     # Without the pre-activation penalty (0.01 by default, chosen by the HalfCheetah ablation): what it costs
     "denoise_pg-no_penalty": ("sb3_denoise_pg:DenoisePG", {"actor_preactivation_penalty": 0.0}),
+    # The anchored form (adaptive eta): one more critic backward pass, at mu_theta(s), and no kernel
+    "denoise_pg-anchored": (ABLATION_DENOISE_PG, {"anchor": "adaptive", "actor_kernel_width": None}),
 }
 # Every critic and denoiser MLP through torch.compile (compiled in the untimed warm-up): whether compiling pays
 COMPILED: dict[str, str] = {"denoise_pg-compiled": "denoise_pg", "td3-compiled": "td3"}
