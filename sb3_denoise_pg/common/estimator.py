@@ -15,6 +15,17 @@ def _check_same_shape(**tensors: th.Tensor) -> None:
         raise ValueError(f"Shape mismatch: {shapes}")
 
 
+def independent_draws(n_samples: int, antithetic: bool = True) -> int:
+    """
+    How many of ``n_samples`` draws are drawn independently: the first of each antithetic pair (and an unpaired last
+    draw), or all of them without pairs.
+
+    :param n_samples: Number of draws
+    :param antithetic: Whether the draws come in antithetic pairs
+    """
+    return (n_samples + 1) // 2 if antithetic else n_samples
+
+
 def antithetic_normal(
     n_samples: int, shape: tuple[int, ...], device: th.device | str = "cpu", antithetic: bool = True
 ) -> th.Tensor:
@@ -33,7 +44,7 @@ def antithetic_normal(
     """
     if not antithetic:
         return th.randn((n_samples, *shape), device=device)
-    half = th.randn(((n_samples + 1) // 2, *shape), device=device)
+    half = th.randn((independent_draws(n_samples), *shape), device=device)
     return th.cat([half, -half], dim=0)[:n_samples]
 
 
@@ -54,7 +65,7 @@ def orthogonal_normal(
     :return: Tensor of shape ``(n_samples, batch, dim)``
     """
     batch, dim = shape
-    n_independent = (n_samples + 1) // 2 if antithetic else n_samples
+    n_independent = independent_draws(n_samples, antithetic)
     blocks = []
     for start in range(0, n_independent, dim):
         width = min(dim, n_independent - start)
