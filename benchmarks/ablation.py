@@ -168,7 +168,14 @@ HALFCHEETAH: Variants = {
     **{f"anchored, eta {eta}": {**DEFAULTS_0_2_0, **anchored(eta)} for eta in ("adaptive", 0.0)},
 }
 HALFCHEETAH_PANELS = {
-    "actor saturation": [v for v in HALFCHEETAH if "control variate" not in v and "draws" not in v and "eta" not in v],
+    "actor saturation": [
+        "base",
+        "td3",
+        "no kernel localisation",
+        "no kernel, sigma 0.1",
+        "pre-activation penalty 0.01",
+        "pre-activation penalty 0.001",
+    ],
     "control variate and draws": ["td3", *[v for v in HALFCHEETAH if v.startswith("penalty 0.01")]],
     "anchored form": ["td3", "penalty 0.01, control variate", *[v for v in HALFCHEETAH if v.startswith("anchored")]],
 }
