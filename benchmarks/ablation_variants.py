@@ -28,47 +28,8 @@ import torch as th
 from stable_baselines3.common.type_aliases import Schedule
 from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
 
-from sb3_denoise_pg.common.estimator import independent_draws
+from sb3_denoise_pg.common.estimator import adaptive_anchor_coefficient, independent_draws, independent_units
 from sb3_denoise_pg.denoise_pg.denoise_pg import DenoisePG, Estimate, Samples, Sigma, _is_integer, _is_number, _require
-
-
-def independent_units(per_draw: th.Tensor, antithetic: bool) -> th.Tensor:
-    """
-    The draws' estimates grouped into independent units: the mean of each antithetic pair (draws ``k`` and
-    ``k + ceil(n / 2)``, the order of ``antithetic_normal`` and ``orthogonal_normal``), an unpaired last draw on its
-    own, or each draw when the draws are not paired. The two draws of a pair share the even part of the estimate,
-    so only pair means vary independently.
-
-    :param per_draw: Shape ``(n_draws, batch, action_dim)``
-    :param antithetic: Whether the draws come in antithetic pairs
-    :return: Shape ``(n_units, batch, action_dim)``
-    """
-    if not antithetic:
-        return per_draw
-    n_draws = per_draw.shape[0]
-    half = independent_draws(n_draws)
-    paired = (per_draw[: n_draws - half] + per_draw[half:]) / 2
-    return th.cat([paired, per_draw[n_draws - half : half]])
-
-
-def adaptive_anchor_coefficient(corrections: th.Tensor, eps: float = 1e-12) -> th.Tensor:
-    """
-    The batch's ``eta`` of the anchored form: positive-part James-Stein shrinkage of the corrections
-    ``Delta_i = mean_j u_ij`` toward zero, ``eta = max(0, 1 - N / |Delta|^2)`` over the batch, with ``N`` the
-    corrections' noise ``sum_i tr Var(Delta_i)`` estimated from the spread of each transition's independent units.
-    ``eta`` estimates ``|E Delta|^2 / E |Delta|^2``: near 1 when the data's correction stands out of its own noise,
-    0 when it does not (and the update is the critic's). The noise is that of the draws given the transition only:
-    a denoiser's systematic error counts as signal.
-
-    :param corrections: Independent units ``u_ij = G_ij - lambda h_ij - c_i``, shape ``(n_units, batch, action_dim)``,
-        ``n_units >= 2``
-    :return: Scalar tensor in ``[0, 1]``
-    """
-    n_units = corrections.shape[0]
-    if n_units < 2:
-        raise ValueError(f"The adaptive anchor needs at least 2 independent units per transition, got {n_units}")
-    noise = corrections.var(dim=0, unbiased=True).sum() / n_units
-    return (1.0 - noise / (corrections.mean(dim=0).pow(2).sum() + eps)).clamp(0.0, 1.0)
 
 
 class AblationDenoisePG(DenoisePG):

@@ -17,6 +17,7 @@ library's version, the checkout's commit when the run started and the run's hype
 
 import argparse
 import json
+import math
 import os
 import platform
 import shlex
@@ -102,9 +103,10 @@ def default_conf_file(algo: str, env_id: str) -> str | None:
 
 def zoo_command(spec: RunSpec, log_folder: Path, device: str, zoo_args: tuple[str, ...] = ()) -> list[str]:
     """
-    The zoo training command of ``spec``, to run from the repository root. No checkpoints, replay buffer or
-    tensorboard logs are saved (zoo defaults, made explicit), so that a run only writes small files besides the final
-    and best model zips.
+    The zoo training command of ``spec``, to run from the repository root. No replay buffer or tensorboard logs are
+    saved (zoo defaults, made explicit), and checkpoints only where the env's budget asks for them (every greatest
+    common divisor of its checkpoints; :func:`keep_checkpoints` removes the others), so that a run only writes small
+    files besides its model zips.
 
     :param spec: The run
     :param log_folder: The zoo's ``--log-folder``, passed relative to the repository root if it lies inside it
@@ -113,6 +115,7 @@ def zoo_command(spec: RunSpec, log_folder: Path, device: str, zoo_args: tuple[st
         replaces the env's overrides)
     """
     env_overrides = ("--hyperparams", *spec.env.hyperparams) if spec.env.hyperparams else ()
+    save_freq = math.gcd(*spec.env.checkpoints) if spec.env.checkpoints else -1
     conf_file = default_conf_file(spec.algo, spec.env.env_id)
     return [
         sys.executable,
@@ -122,10 +125,23 @@ def zoo_command(spec: RunSpec, log_folder: Path, device: str, zoo_args: tuple[st
         *(("--conf-file", conf_file) if conf_file else ()),
         *("--eval-freq", str(spec.env.eval_freq), "--eval-episodes", str(spec.env.eval_episodes), "--n-eval-envs", "1"),
         *("--num-threads", "1", "--device", device, "--vec-env", "dummy"),
-        *("--save-freq", "-1", "--tensorboard-log", "", "--log-interval", "10"),
+        *("--save-freq", str(save_freq), "--tensorboard-log", "", "--log-interval", "10"),
         *env_overrides,
         *zoo_args,
     ]
+
+
+def checkpoint_path(run_dir: Path, steps: int) -> Path:
+    """Where the zoo saves the model of a run (its folder as :meth:`RunSpec.run_dir` gives it) after ``steps`` env-steps."""
+    return run_dir / f"rl_model_{steps}_steps.zip"
+
+
+def keep_checkpoints(run_dir: Path, checkpoints: tuple[int, ...]) -> None:
+    """Remove the zoo's checkpoints of a run other than those at ``checkpoints`` env-steps."""
+    keep = {checkpoint_path(run_dir, steps) for steps in checkpoints}
+    for path in run_dir.glob("rl_model_*_steps.zip"):
+        if path not in keep:
+            path.unlink()
 
 
 def launch(command: list[str], log_file: Path, cwd: Path) -> int:
@@ -202,6 +218,7 @@ def execute(spec: RunSpec, log_root: Path, device: str = "cpu", zoo_args: tuple[
     if returncode != 0 or not (produced / "evaluations.npz").is_file():
         return None
     (staging / LOG_FILE).replace(produced / LOG_FILE)
+    keep_checkpoints(produced, spec.env.checkpoints)
     make_portable(produced)
     marker = _marker(spec, command, wall_time, produced, jobs, started)
     (produced / MARKER).write_text(json.dumps(marker, indent=2) + "\n")

@@ -14,6 +14,8 @@ class EnvBudget:
     :param eval_episodes: Number of evaluation episodes
     :param hyperparams: Zoo ``--hyperparams`` overrides of this env, the same for every algorithm (e.g. a
         ``learning_starts`` that fits a budget shorter than the one the zoo's settings were made for)
+    :param checkpoints: Env-steps at which the model is kept (the zoo's ``rl_model_<steps>_steps.zip`` in the run
+        folder), for measurements on the trained models such as ``benchmarks.gradient_truth``; none by default
     """
 
     env_id: str
@@ -21,6 +23,11 @@ class EnvBudget:
     eval_freq: int = 2_000
     eval_episodes: int = 5
     hyperparams: tuple[str, ...] = ()
+    checkpoints: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if any(not 0 < steps <= self.n_timesteps for steps in self.checkpoints):
+            raise ValueError(f"checkpoints must lie in (0, {self.n_timesteps}], got {self.checkpoints}")
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,16 @@ _FULL_ENVS = tuple(
 
 _PEERS = ("denoise_pg", "td3", "sac")
 
+# Models kept along training for the gradient-truth probe: the quick and standard budgets, three checkpoints each
+_GRADIENT_TRUTH_ENVS = (
+    EnvBudget("Pendulum-v1", 20_000, checkpoints=(5_000, 10_000, 20_000)),
+    EnvBudget("sb3_denoise_pg/NoisyPendulum-v1", 20_000, checkpoints=(5_000, 10_000, 20_000)),
+    *(
+        EnvBudget(env_id, 100_000, eval_freq=10_000, eval_episodes=5, checkpoints=(20_000, 50_000, 100_000))
+        for env_id in ("HalfCheetah-v5", "sb3_denoise_pg/NoisyHalfCheetah-v5", "Hopper-v5")
+    ),
+)
+
 SUITES: dict[str, Suite] = {
     suite.name: suite
     for suite in (
@@ -102,6 +119,8 @@ SUITES: dict[str, Suite] = {
         Suite("mountaincar", (EnvBudget("MountainCarContinuous-v0", 50_000, eval_freq=5_000),), _PEERS, 3),
         Suite("standard", _QUICK_ENVS + _STANDARD_MUJOCO, ("denoise_pg", "td3", "sac"), 5),
         Suite("full", _FULL_ENVS, ("denoise_pg", "td3", "sac", "tqc", "crossq"), 10),
+        # Trained models for benchmarks.gradient_truth (3 seeds; the MuJoCo tasks are run with --seeds 2 on 2 cores)
+        Suite("gradient-truth", _GRADIENT_TRUTH_ENVS, ("denoise_pg", "td3"), 3),
     )
 }
 

@@ -60,9 +60,19 @@ class ActuatorNoise(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
         self._noise_scale = self.noise_std * (high - low) / 2.0
         self._rng = _noise_rng(None, self._STREAM)
 
+    def reseed_noise(self, seed: int | None) -> None:
+        """
+        Restart the noise stream from ``seed`` without resetting the env, as ``reset(seed=seed)`` would start it:
+        two rollouts from one restored state that reseed with the same seed see the same noise (common random
+        numbers, ``sb3_denoise_pg.diagnostics``).
+
+        :param seed: The seed; ``None`` for fresh entropy
+        """
+        self._rng = _noise_rng(seed, self._STREAM)
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         if seed is not None:
-            self._rng = _noise_rng(seed, self._STREAM)
+            self.reseed_noise(seed)
         return super().reset(seed=seed, options=options)
 
     def action(self, action: np.ndarray) -> np.ndarray:
@@ -118,9 +128,28 @@ class ForcePulses(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self._body = -1
         self._steps_left = 0
 
+    def reseed_noise(self, seed: int | None) -> None:
+        """
+        Restart the pulses' random stream from ``seed`` without resetting the env (see ``ActuatorNoise.reseed_noise``);
+        a pulse under way goes on.
+
+        :param seed: The seed; ``None`` for fresh entropy
+        """
+        self._rng = _noise_rng(seed, self._STREAM)
+
+    @property
+    def pulse_state(self) -> tuple[int, int]:
+        """The pulse under way, ``(body, steps left)`` (``(-1, 0)`` when none): with the simulator's state (its
+        ``xfrc_applied``), what a rewound copy of the env needs to go on exactly as this one."""
+        return self._body, self._steps_left
+
+    @pulse_state.setter
+    def pulse_state(self, state: tuple[int, int]) -> None:
+        self._body, self._steps_left = int(state[0]), int(state[1])
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         if seed is not None:
-            self._rng = _noise_rng(seed, self._STREAM)
+            self.reseed_noise(seed)
         self._end_pulse()
         return super().reset(seed=seed, options=options)
 

@@ -16,8 +16,9 @@ from stable_baselines3 import HerReplayBuffer
 from stable_baselines3.common.envs import BitFlippingEnv
 from stable_baselines3.common.utils import LinearSchedule
 
-from benchmarks.ablation_variants import AblationDenoisePG, adaptive_anchor_coefficient, independent_units
+from benchmarks.ablation_variants import AblationDenoisePG
 from sb3_denoise_pg import DenoisePG
+from sb3_denoise_pg.common.estimator import adaptive_anchor_coefficient, independent_units
 
 
 def _recorded_indices(model: AblationDenoisePG, n_batches: int = 20) -> np.ndarray:
