@@ -114,6 +114,9 @@ def test_kernel_weighted_control_variate_keeps_the_weighted_mean(lam):
         noisy_actions = actions + sigma * z
         per_draw = 0.5 * (h + c) + th.randn(z.shape, generator=generator, dtype=th.float64)  # any function of z will do
         total_weight = th.exp(kernel_log_weights(noisy_actions, policy_actions.expand_as(z), width)).sum()
+        # With the add-back rows, the normaliser is the mean of the draws' total weight and its expectation
+        log_expected, _ = expected_kernel_control_variate(actions - policy_actions, sigma, width, c)
+        normaliser = (total_weight + n_draws * th.exp(log_expected).sum()) / 2
         plain = _per_transition(*kernel_localised_rows(per_draw, noisy_actions, policy_actions, width)[::2], batch)
         rows, _, weights = kernel_localised_rows(
             per_draw - lam * h, noisy_actions, policy_actions, width, (actions, sigma, lam * c)
@@ -122,7 +125,7 @@ def test_kernel_weighted_control_variate_keeps_the_weighted_mean(lam):
         no_add_back = _per_transition(
             *kernel_localised_rows(per_draw - lam * h, noisy_actions, policy_actions, width)[::2], batch
         )
-        differences.append(total_weight * (with_cv - plain))
+        differences.append(normaliser * with_cv - total_weight * plain)
         uncorrected.append(total_weight * (no_add_back - plain))
     z_scores = {}
     for name, values in (("with add-back", differences), ("without", uncorrected)):

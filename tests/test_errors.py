@@ -114,3 +114,67 @@ def test_non_finite_loss_raises_before_touching_the_weights(tiny):
     with pytest.raises(FloatingPointError, match=r"non-finite critic_loss \(nan\) at update step \d+"):
         model.learn(200)
     assert all(th.isfinite(p).all() for p in model.policy.parameters())
+
+
+def test_unsupported_action_space_error_is_also_sb3s_assertion_error():
+    # SB3's algorithms assert the action space; code written against either convention catches DenoisePG's error
+    with pytest.raises(AssertionError):
+        DenoisePG("MlpPolicy", "CartPole-v1")
+
+
+@pytest.mark.parametrize("name", ["antithetic", "orthogonal_noise", "normalize_action_gradient", "center_advantages"])
+@pytest.mark.parametrize("value", ["no", "False", 1, None])
+def test_switches_must_be_booleans(name, value):
+    with pytest.raises(ValueError, match=f"{name} must be True or False"):
+        DenoisePG("MlpPolicy", "Pendulum-v1", **{name: value})
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 2.5])
+def test_batch_size_is_checked_by_name(batch_size):
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
+        DenoisePG("MlpPolicy", "Pendulum-v1", batch_size=batch_size)
+
+
+def test_policy_kwargs_of_the_caller_are_left_alone(tmp_path):
+    from stable_baselines3 import TD3
+
+    policy_kwargs = dict(net_arch=[8, 8])
+    model = DenoisePG("MlpPolicy", "Pendulum-v1", policy_kwargs=policy_kwargs)
+    assert policy_kwargs == dict(net_arch=[8, 8])
+    TD3("MlpPolicy", "Pendulum-v1", policy_kwargs=policy_kwargs)  # the same dict still suits TD3
+    model.save(tmp_path / "model")
+    DenoisePG.load(tmp_path / "model", policy_kwargs=dict(net_arch=[8, 8]))
+
+
+def test_another_algorithms_policy_or_file_is_refused_with_a_message(tmp_path):
+    from stable_baselines3 import TD3
+    from stable_baselines3.td3.policies import TD3Policy
+
+    with pytest.raises(ValueError, match="DenoisePG needs a DenoisePGPolicy"):
+        DenoisePG(TD3Policy, "Pendulum-v1")
+    TD3("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[8])).save(tmp_path / "td3")
+    with pytest.raises(ValueError, match="saved by another algorithm"):
+        DenoisePG.load(tmp_path / "td3")
+
+
+def test_loading_with_an_option_that_changes_the_networks_is_refused_with_a_message(tmp_path):
+    DenoisePG("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[8])).save(tmp_path / "direct")
+    with pytest.raises(ValueError, match="an option that shapes them"):
+        DenoisePG.load(tmp_path / "direct", actor_gradient="regression", critic_control_variate=None)
+
+
+def test_kernel_localised_rows_stay_finite_when_the_kernel_is_far_narrower_than_the_noise():
+    from sb3_denoise_pg.common.estimator import kernel_localised_rows
+
+    th.manual_seed(0)
+    actions = th.zeros(4, 1)
+    noisy = actions + 0.2 * th.randn(8, 4, 1)
+    rows, _, weights = kernel_localised_rows(th.randn(8, 4, 1), noisy, actions.clone(), 0.001, (actions, 0.2, th.ones(4, 1)))
+    assert th.isfinite(weights).all() and th.isfinite(rows).all()
+    assert weights.max() <= 2
+
+
+def test_a_huge_sigma_trains_without_nan():
+    model = DenoisePG("MlpPolicy", "Pendulum-v1", seed=0, denoiser_sigma=100.0, learning_starts=50, batch_size=32)
+    model.learn(600)
+    assert all(th.isfinite(p).all() for p in model.policy.parameters())

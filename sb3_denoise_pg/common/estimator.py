@@ -236,8 +236,13 @@ def kernel_localised_rows(
     """
     The rows of the kernel-localised actor update: each draw's estimate at its ``a~`` with its kernel weight and,
     with a control variate, one more row per transition that adds back the weighted control variate's expectation
-    (:func:`expected_kernel_control_variate`). Weights are normalised by the draws' total weight, so that
+    (:func:`expected_kernel_control_variate`), weighted by the expected total weight of the transition's draws.
     ``sum_r w_r g_r`` over the rows of transition ``i`` is what the actor follows at ``mu_theta(s_i)``.
+
+    The weights are normalised by the batch's total weight of the draws. With a control variate, that total is
+    averaged with its expectation (the add-back rows' total weight, the same in expectation): the normaliser keeps its
+    mean and its value can never vanish beside an add-back row, as the draws' total alone does when every draw lies far
+    from ``mu_theta(s)`` in kernel widths (a kernel much narrower than the noise). Every weight is finite.
 
     :param per_draw: ``G_k`` (or ``G_k - lambda h_k``), shape ``(n_draws, batch, action_dim)``
     :param noisy_actions: ``a~``, same shape
@@ -250,16 +255,21 @@ def kernel_localised_rows(
     log_weights = kernel_log_weights(noisy_actions, policy_actions.expand(n_draws, batch_size, action_dim), width)
     draws_log_weights = log_weights.reshape(-1)
     rows, row_actions, row_log_weights = per_draw.reshape(-1, action_dim), policy_actions.repeat(n_draws, 1), draws_log_weights
+    normaliser_log_weights = draws_log_weights
     if add_back is not None:
         replay_actions, sigma, scaled_critic_gradient = add_back
         log_expected, direction = expected_kernel_control_variate(
             replay_actions - policy_actions, sigma, width, scaled_critic_gradient
         )
+        expected_log_weights = log_expected + math.log(n_draws)
         rows, row_actions = th.cat([rows, direction]), th.cat([row_actions, policy_actions])
-        row_log_weights = th.cat([draws_log_weights, log_expected + math.log(n_draws)])
-    # One shift for all rows keeps exp() in range without changing any ratio
+        row_log_weights = th.cat([draws_log_weights, expected_log_weights])
+        # log((sum of the draws' weights + its expectation) / 2)
+        normaliser_log_weights = th.cat([draws_log_weights, expected_log_weights]) - math.log(2.0)
+    # One shift for all rows keeps exp() in range without changing any ratio; the largest row is among the
+    # normaliser's, so the normaliser is >= its weight and no weight exceeds 2
     shift = row_log_weights.max().detach()
-    weights = th.exp(row_log_weights - shift) / th.exp(draws_log_weights - shift).sum()
+    weights = th.exp(row_log_weights - shift) / th.exp(normaliser_log_weights - shift).sum()
     return rows, row_actions, weights
 
 

@@ -1,4 +1,6 @@
+import io
 import math
+import pathlib
 import warnings
 from collections import defaultdict
 from typing import Any, ClassVar, NamedTuple, TypeVar
@@ -76,18 +78,26 @@ class Estimate(NamedTuple):
         return self.gradient + self.cv_coefficient * critic_control_variate(self.noise, self.critic_gradient).mean(dim=0)
 
 
+class ActionSpaceError(ValueError, AssertionError):
+    """
+    An action space DenoisePG cannot act in. A ``ValueError``, the error of bad input here; also an
+    ``AssertionError``, what Stable-Baselines3's algorithms raise for an unsupported action space, so that code
+    written for either convention catches it.
+    """
+
+
 def check_action_space(action_space: spaces.Space) -> None:
     """
-    Raise a ``ValueError`` unless ``action_space`` is a bounded ``Box``: the estimator works in SB3's
+    Raise an :class:`ActionSpaceError` unless ``action_space`` is a bounded ``Box``: the estimator works in SB3's
     scaled action space ``[-1, 1]^d``, which needs finite bounds.
     """
     if not isinstance(action_space, spaces.Box):
-        raise ValueError(
+        raise ActionSpaceError(
             f"DenoisePG needs a continuous Box action space, got {action_space}. "
             "For discrete actions use DQN, PPO or another algorithm that supports them."
         )
     if not (np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high))):
-        raise ValueError(f"DenoisePG needs a Box action space with finite bounds, got {action_space}.")
+        raise ActionSpaceError(f"DenoisePG needs a Box action space with finite bounds, got {action_space}.")
 
 
 def _require(condition: bool, requirement: str, value: Any) -> None:
@@ -103,6 +113,11 @@ def _is_number(value: Any) -> bool:
 
 def _is_integer(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_bool(value: Any) -> bool:
+    """A boolean (numpy's included): a string such as ``"no"`` is not, though it is truthy."""
+    return isinstance(value, (bool, np.bool_))
 
 
 class DenoisePG(OffPolicyAlgorithm):
@@ -238,6 +253,7 @@ class DenoisePG(OffPolicyAlgorithm):
         _init_setup_model: bool = True,
     ):
         # Set before the parent's constructor, which keeps them, so that bad values fail before an env is made
+        self.batch_size = batch_size
         self.policy_delay = policy_delay
         self.target_policy_noise = target_policy_noise
         self.target_noise_clip = target_noise_clip
@@ -299,6 +315,9 @@ class DenoisePG(OffPolicyAlgorithm):
     def _check_hyperparameters(self) -> None:
         """Raise a ``ValueError`` naming the first hyperparameter out of its range (at construction and at load)."""
         self._check_sigma()
+        _require(_is_integer(self.batch_size) and self.batch_size >= 1, "batch_size must be an integer >= 1", self.batch_size)
+        for name in ("antithetic", "orthogonal_noise", "normalize_action_gradient", "center_advantages"):
+            _require(_is_bool(getattr(self, name)), f"{name} must be True or False", getattr(self, name))
         _require(
             _is_integer(self.n_noise_samples) and self.n_noise_samples >= 1,
             "n_noise_samples must be an integer >= 1",
@@ -362,9 +381,22 @@ class DenoisePG(OffPolicyAlgorithm):
         # load() sets the saved attributes without the constructor: check them here too
         self._check_removed_options()
         self._check_hyperparameters()
-        # The policy builds the regression head only when the actor follows it (saved with the policy's kwargs)
-        self.policy_kwargs["gradient_head"] = self.actor_gradient == "regression"
-        super()._setup_model()
+        if not (isinstance(self.policy_class, type) and issubclass(self.policy_class, DenoisePGPolicy)):
+            name = getattr(self.policy_class, "__name__", self.policy_class)
+            raise ValueError(
+                f"DenoisePG needs a DenoisePGPolicy (MlpPolicy, CnnPolicy, MultiInputPolicy or a subclass), got {name}. "
+                "Loading a file saved by another algorithm? Load it with that algorithm's class."
+            )
+        # The caller's dict is never changed, and what is saved is what the caller gave (a model saved with
+        # policy_kwargs=pk loads with policy_kwargs=pk); files of 0.2.0 stored the head's switch in it
+        self.policy_kwargs = {key: value for key, value in self.policy_kwargs.items() if key != "gradient_head"}
+        given = self.policy_kwargs
+        # The policy builds the regression head only when the actor follows it
+        self.policy_kwargs = {**given, "gradient_head": self.actor_gradient == "regression"}
+        try:
+            super()._setup_model()
+        finally:
+            self.policy_kwargs = given
         self._create_aliases()
         self._next_diagnostics = 0
         # Batch norm running statistics are copied to the targets, not averaged (SB3 issue #996)
@@ -621,7 +653,7 @@ class DenoisePG(OffPolicyAlgorithm):
         )
         draw_weights = weights[: estimate.noise.shape[0] * estimate.noise.shape[1]]
         # Effective sample size of the localised batch, as a fraction of the draws
-        stats["actor_kernel_ess"].append((1.0 / draw_weights.pow(2).sum() / len(draw_weights)).item())
+        stats["actor_kernel_ess"].append((draw_weights.sum().pow(2) / draw_weights.pow(2).sum() / len(draw_weights)).item())
         return rows, row_actions, weights
 
     def _regression_gradient(
@@ -729,6 +761,28 @@ class DenoisePG(OffPolicyAlgorithm):
             reset_num_timesteps=reset_num_timesteps,
             progress_bar=progress_bar,
         )
+
+    @classmethod
+    def load(  # type: ignore[override]
+        cls: type[SelfDenoisePG],
+        path: str | pathlib.Path | io.BufferedIOBase,
+        env: GymEnv | None = None,
+        device: th.device | str = "auto",
+        custom_objects: dict[str, Any] | None = None,
+        print_system_info: bool = False,
+        force_reset: bool = True,
+        **kwargs: Any,
+    ) -> SelfDenoisePG:
+        try:
+            return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+        except RuntimeError as error:
+            if "state_dict" not in str(error):
+                raise
+            # torch's message lists keys and shapes: say which options can cause it
+            raise ValueError(
+                "The saved parameters do not fit this model's networks: an option that shapes them (actor_gradient, "
+                "policy_kwargs, the spaces) differs from the saved model's. Load without changing it."
+            ) from error
 
     def _excluded_save_params(self) -> list[str]:
         return [

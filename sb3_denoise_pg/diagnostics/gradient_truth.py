@@ -58,8 +58,10 @@ class ProbeConfig:
     :param horizon: Steps of each rollout; ``None``: the fewest with ``gamma^H <= 0.05``
     :param pairs_per_round: Antithetic pairs added to every (state, point, scale) per round (even, >= 2)
     :param max_pairs: The most pairs per (state, point, scale)
-    :param target_split_half: Stop adding pairs once the median split-half cosine over states reaches this at every
-        (point, scale); ``None`` spends the whole pair budget
+    :param target_split_half: Stop adding pairs once the split-half cosine reaches this at every (point, scale) and at
+        every level of ``precision_levels``; ``None`` spends the whole pair budget
+    :param precision_levels: Where the target must be reached: ``"state"`` (the median over states of each state's
+        split-half cosine; with one action dimension only a sign), ``"batch"``, ``"parameter"`` (the actor's update)
     :param max_seconds: Start no round that would end after this many seconds of rollouts (at least one round runs)
     :param stride: Behaviour steps between two kept states
     :param warmup: Behaviour steps before the first kept state
@@ -77,6 +79,7 @@ class ProbeConfig:
     pairs_per_round: int = 8
     max_pairs: int = 48
     target_split_half: float | None = 0.9
+    precision_levels: tuple[str, ...] = ("state", "parameter")
     max_seconds: float | None = None
     stride: int = 10
     warmup: int = 0
@@ -94,6 +97,10 @@ class ProbeConfig:
         require(self.n_states >= 2, f"n_states must be >= 2, got {self.n_states}")
         require(len(self.scales) >= 1 and all(s > 0 for s in self.scales), f"scales must be > 0, got {self.scales}")
         require(len(self.points) >= 1 and set(self.points) <= set(POINTS), f"points must be among {POINTS}, got {self.points}")
+        require(
+            len(self.precision_levels) >= 1 and set(self.precision_levels) <= set(metrics.LEVELS),
+            f"precision_levels must be among {metrics.LEVELS}, got {self.precision_levels}",
+        )
         require(self.horizon is None or self.horizon >= 1, f"horizon must be None or >= 1, got {self.horizon}")
         require(
             self.pairs_per_round >= 2 and self.pairs_per_round % 2 == 0,
@@ -150,6 +157,17 @@ class Truth:
         """Per state, the cosine between the two halves, shape ``(n,)``."""
         return metrics._cosines(*self.halves[point, scale])
 
+    def split_half(self, point: str, scale: float, gram: np.ndarray | None = None) -> dict[str, float]:
+        """
+        The split-half cosine at each level: ``state``, the median over states; ``batch``; ``parameter`` when the
+        actor's Gram matrix is given.
+        """
+        first, second = self.halves[point, scale]
+        levels = metrics.level_cosines(first, second, np.ones((1, first.shape[0])), gram)
+        return {level: float(values[0]) for level, values in levels.items()} | {
+            "state": float(np.median(self.state_split_half(point, scale)))
+        }
+
 
 @dataclass
 class ProbeResult:
@@ -158,7 +176,8 @@ class ProbeResult:
 
     :param rows: One dict per (point, scale, signal, level): ``cosine`` and its 95% interval (``low``, ``high``),
         ``median`` at the state level, the paired difference with the reference signal (``diff``, ``diff_low``,
-        ``diff_high``); for the signal ``truth_split_half``, the truth's split-half cosine and its ``ceiling``
+        ``diff_high``); for the signal ``truth_split_half``, the truth's split-half cosine (at the state level the median
+        over states) and its ``ceiling`` (:func:`metrics.split_half_ceiling`)
     :param info: What was probed and how: model, steps, states, pairs, horizon, timings, scalars of the signals
     """
 
@@ -356,8 +375,15 @@ class GradientTruthProbe:
                     break
         return returns, env_seconds
 
-    def truth(self, model: BaseAlgorithm, states: ProbeStates, rng: np.random.Generator) -> Truth:
-        """The smoothed gradient at every (point, scale) of the config, pairs added until precise or out of budget."""
+    def truth(
+        self, model: BaseAlgorithm, states: ProbeStates, rng: np.random.Generator, gram: np.ndarray | None = None
+    ) -> Truth:
+        """
+        The smoothed gradient at every (point, scale) of the config, pairs added until precise or out of budget.
+
+        :param gram: The actor's Gram matrix at the states (:func:`metrics.actor_gram_matrix`), for the precision
+            target at the parameter level (without it, that level is not checked)
+        """
         cfg = self.config
         units = [(point, scale) for point in cfg.points for scale in cfg.scales]
         n, action_dim = states.actions["behaviour"].shape
@@ -389,7 +415,10 @@ class GradientTruthProbe:
             pairs += m
             truth = Truth({unit: (s[0] / (pairs / 2), s[1] / (pairs / 2)) for unit, s in sums.items()}, pairs, 0.0, 0.0)
             precise = cfg.target_split_half is not None and all(
-                np.median(truth.state_split_half(*unit)) >= cfg.target_split_half for unit in units
+                split >= cfg.target_split_half
+                for unit in units
+                for level, split in truth.split_half(*unit, gram).items()
+                if level in cfg.precision_levels
             )
             elapsed, round_time = time.perf_counter() - start, time.perf_counter() - round_start
             over_time = cfg.max_seconds is not None and elapsed + round_time > cfg.max_seconds
@@ -433,11 +462,13 @@ class GradientTruthProbe:
                 rng = np.random.default_rng(cfg.seed)
                 tic = time.perf_counter()
                 states = self.collect(model)
+                batch = self._batch(model, states)
+                with th.enable_grad():
+                    gram = metrics.actor_gram_matrix(policy_actions(model, batch.observations), list(model.actor.parameters()))
                 timings["collect_s"] = time.perf_counter() - tic
-                truth = self.truth(model, states, rng)
+                truth = self.truth(model, states, rng, gram)
                 timings["truth_s"], timings["truth_env_s"] = truth.seconds, truth.env_seconds
                 tic = time.perf_counter()
-                batch = self._batch(model, states)
                 points = {
                     point: th.as_tensor(states.actions[point], dtype=th.float32, device=model.device) for point in cfg.points
                 }
@@ -446,8 +477,6 @@ class GradientTruthProbe:
                 )
                 timings["signals_s"] = time.perf_counter() - tic
                 tic = time.perf_counter()
-                with th.enable_grad():
-                    gram = metrics.actor_gram_matrix(policy_actions(model, batch.observations), list(model.actor.parameters()))
                 rows = score(signals, truth, gram, cfg, rng)
                 timings["metrics_s"] = time.perf_counter() - tic
         finally:
@@ -484,18 +513,16 @@ def score(
     n = next(iter(truth.halves.values()))[0].shape[0]
     counts = metrics.bootstrap_counts(n, config.n_bootstrap, rng)
     rows: list[dict[str, Any]] = []
-    for (point, scale), (first, second) in truth.halves.items():
-        split = metrics.level_cosines(first, second, counts[:1], gram)
-        for level, values in split.items():
+    for point, scale in truth.halves:
+        for level, split in truth.split_half(point, scale, gram).items():
             rows.append(
                 dict(
                     point=point,
                     scale=scale,
                     signal="truth_split_half",
                     level=level,
-                    cosine=float(values[0]),
-                    median=float(np.median(truth.state_split_half(point, scale))) if level == "state" else None,
-                    ceiling=metrics.split_half_ceiling(float(values[0])),
+                    cosine=split,
+                    ceiling=metrics.split_half_ceiling(split),
                 )
             )
         target = truth.gradient(point, scale)
