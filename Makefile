@@ -3,7 +3,7 @@
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 
-.PHONY: install demo test lint docs
+.PHONY: install demo test quick-test conformance lint docs
 
 install:
 	$(PIP) install -q torch==2.13.0
@@ -14,6 +14,14 @@ demo: install
 
 test: install
 	$(PYTHON) -m pytest -n 2 --dist loadgroup --durations=10 tests
+
+# The contributor's loop: the tests without the slow learning and fitting ones
+quick-test:
+	$(PYTHON) -m pytest -n 2 --dist loadgroup -m "not slow" tests
+
+# Stable-Baselines3's own tests with DenoisePG added wherever TD3 is tested (docs/conformance.rst)
+conformance: install
+	$(PYTHON) tests/sb3_conformance.py -n 2 -rsx
 
 docs:
 	$(PIP) install -q torch==2.13.0

@@ -16,6 +16,7 @@ a test that changes the model (an attribute, its weights) must work on ``copy.de
 
 import copy
 import inspect
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,11 @@ from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
 from sb3_denoise_pg import DenoisePG
 from sb3_denoise_pg.envs import LinearGaussianWorld
+
+# One torch thread per test process, for subprocesses of the tests too: pytest-xdist runs a process per core, and a
+# second thread per process then fights the other process for its core (with small networks every step waits)
+os.environ["OMP_NUM_THREADS"] = "1"
+th.set_num_threads(1)
 
 SMALL: dict[str, Any] = dict(policy_kwargs=dict(net_arch=[32, 32]), learning_starts=50, batch_size=32, n_noise_samples=4)
 TINY: dict[str, Any] = dict(policy_kwargs=dict(net_arch=[16]), learning_starts=20, batch_size=16, n_noise_samples=2)
