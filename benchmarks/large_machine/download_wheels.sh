@@ -9,8 +9,8 @@ python_version=${1:-3.12}
 cd "$(dirname "$0")/../.."
 wheels=(
   stable_baselines3==2.9.2 sb3_contrib==2.9.2 rl_zoo3==2.9.2 gymnasium==1.4.0 farama-notifications shimmy
-  sb3-team-hf-integration wasabi optuna==5.0.0 alembic sqlalchemy mako colorlog mujoco==4.0.0 mujoco-core==4.0.0
-  mujoco-studio==4.0.0 glfw pyopengl
+  sb3-team-hf-integration wasabi optuna==5.1.0 alembic sqlalchemy mako colorlog mujoco==4.0.1 mujoco-core==4.0.1
+  mujoco-studio==4.0.1 glfw pyopengl
 )
 "${PYTHON:-python3}" -m pip download -q --no-deps --only-binary=:all: --python-version "$python_version" --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \

@@ -24,10 +24,13 @@ Every rollout of a round runs in lockstep, one env copy per rollout and one batc
     print(result.to_markdown())
 """
 
+import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -88,6 +91,11 @@ class ProbeConfig:
     estimate_draws: int = 256
     n_bootstrap: int = 1000
     seed: int = 0
+
+    @classmethod
+    def from_dict(cls, config: dict[str, Any]) -> "ProbeConfig":
+        """The config of ``asdict(config)`` after a trip through JSON (lists back to tuples)."""
+        return cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in config.items()})
 
     def __post_init__(self) -> None:
         def require(condition: bool, message: str) -> None:
@@ -179,10 +187,12 @@ class ProbeResult:
         ``diff_high``); for the signal ``truth_split_half``, the truth's split-half cosine (at the state level the median
         over states) and its ``ceiling`` (:func:`metrics.split_half_ceiling`)
     :param info: What was probed and how: model, steps, states, pairs, horizon, timings, scalars of the signals
+    :param signals: Each signal's vectors at the states, ``(signal, point, scale) -> (n, action_dim)``
     """
 
     rows: list[dict[str, Any]]
     info: dict[str, Any] = field(default_factory=dict)
+    signals: dict[tuple[str, str, float | None], np.ndarray] = field(default_factory=dict)
 
     def select(self, **where: Any) -> list[dict[str, Any]]:
         """The rows whose columns equal every ``where`` value."""
@@ -445,60 +455,130 @@ class GradientTruthProbe:
             rewards=column(rewards),
         )
 
-    def run(self, model: BaseAlgorithm) -> ProbeResult:
+    @contextmanager
+    def _isolated(self, model: BaseAlgorithm) -> Iterator[np.random.Generator]:
         """
-        Collect states, measure the truth, read the model's signals at the same states and score them.
-        The model's random state, training mode and weights are left as they were.
+        Within the block: the probe's own seeded random streams (torch's and numpy's global ones included: the
+        model's action noise draws from numpy's) and the model in evaluation mode; afterwards, all as they were.
         """
-        cfg = self.config
-        timings: dict[str, float] = {}
-        numpy_state = np.random.get_state()  # the model's action noise draws from numpy's global generator
+        numpy_state = np.random.get_state()
         was_training = model.policy.training
         model.policy.set_training_mode(False)
         try:
             with th.random.fork_rng(devices=[]):
-                th.manual_seed(cfg.seed)
-                np.random.seed(cfg.seed)
-                rng = np.random.default_rng(cfg.seed)
-                tic = time.perf_counter()
-                states = self.collect(model)
-                batch = self._batch(model, states)
-                with th.enable_grad():
-                    gram = metrics.actor_gram_matrix(policy_actions(model, batch.observations), list(model.actor.parameters()))
-                timings["collect_s"] = time.perf_counter() - tic
-                truth = self.truth(model, states, rng, gram)
-                timings["truth_s"], timings["truth_env_s"] = truth.seconds, truth.env_seconds
-                tic = time.perf_counter()
-                points = {
-                    point: th.as_tensor(states.actions[point], dtype=th.float32, device=model.device) for point in cfg.points
-                }
-                signals, extras = model_signals(
-                    model, batch.observations, points, cfg.scales, batch, cfg.critic_directions, cfg.estimate_draws
-                )
-                timings["signals_s"] = time.perf_counter() - tic
-                tic = time.perf_counter()
-                rows = score(signals, truth, gram, cfg, rng)
-                timings["metrics_s"] = time.perf_counter() - tic
+                th.manual_seed(self.config.seed)
+                np.random.seed(self.config.seed)
+                yield np.random.default_rng(self.config.seed)
         finally:
             np.random.set_state(numpy_state)
             model.policy.set_training_mode(was_training)
+
+    def measure(self, model: BaseAlgorithm) -> "Measurement":
+        """
+        Collect states and measure the truth there: what needs the simulator and the model's actor only (the
+        expensive part; see :meth:`score` for the rest). The model's random state, training mode and weights are left
+        as they were.
+        """
+        with self._isolated(model) as rng:
+            tic = time.perf_counter()
+            states = self.collect(model)
+            observations = self._model_observations(model, states.observations)
+            with th.enable_grad():
+                gram = metrics.actor_gram_matrix(policy_actions(model, observations), list(model.actor.parameters()))
+            collect_s = time.perf_counter() - tic
+            truth = self.truth(model, states, rng, gram)
         info = {
             "algo": type(model).__name__,
             "num_timesteps": int(model.num_timesteps),
-            "n_states": cfg.n_states,
+            "n_states": self.config.n_states,
             "pairs": truth.pairs,
             "horizon": self.horizon(model),
             "gamma": float(model.gamma),
-            "rollouts": 2 * truth.pairs * len(cfg.points) * len(cfg.scales) * cfg.n_states,
-            **{key: round(value, 2) for key, value in timings.items()},
-            **extras,
-            "config": asdict(cfg),
+            "rollouts": 2 * truth.pairs * len(self.config.points) * len(self.config.scales) * self.config.n_states,
+            "collect_s": round(collect_s, 2),
+            "truth_s": round(truth.seconds, 2),
+            "truth_env_s": round(truth.env_seconds, 2),
+            "config": asdict(self.config),
         }
-        return ProbeResult(rows, info)
+        return Measurement(states, truth, info)
+
+    def score(self, model: BaseAlgorithm, measurement: "Measurement") -> ProbeResult:
+        """
+        Read the model's signals at the measured states and score them against the measured truth. ``model`` is the
+        one measured, or the same checkpoint loaded again (with its critics and, for DenoisePG, its denoiser).
+        """
+        cfg = self.config
+        check_model(model)
+        with self._isolated(model) as rng:
+            tic = time.perf_counter()
+            states = measurement.states
+            batch = self._batch(model, states)
+            points = {
+                point: th.as_tensor(states.actions[point], dtype=th.float32, device=model.device) for point in cfg.points
+            }
+            signals, extras = model_signals(
+                model, batch.observations, points, cfg.scales, batch, cfg.critic_directions, cfg.estimate_draws
+            )
+            arrays = {key: signal.detach().cpu().double().numpy() for key, signal in signals.items()}
+            with th.enable_grad():
+                gram = metrics.actor_gram_matrix(policy_actions(model, batch.observations), list(model.actor.parameters()))
+            rows = score(arrays, measurement.truth, gram, cfg, rng)
+            seconds = time.perf_counter() - tic
+        return ProbeResult(rows, {**measurement.info, "score_s": round(seconds, 2), **extras}, arrays)
+
+    def run(self, model: BaseAlgorithm) -> ProbeResult:
+        """:meth:`measure` then :meth:`score`: every signal of the model against the truth at its states."""
+        return self.score(model, self.measure(model))
+
+
+@dataclass
+class Measurement:
+    """
+    The states of a probe and the truth there: all a model's signals need to be scored
+    (:meth:`GradientTruthProbe.score`), with no simulator. Saved as one ``.npz`` file (the snapshots are not kept:
+    the truth is already measured).
+
+    :param states: The states (their snapshots may be empty)
+    :param truth: The truth at every (point, scale)
+    :param info: What was measured and how (model, steps, pairs, horizon, timings, the probe's config)
+    """
+
+    states: ProbeStates
+    truth: Truth
+    info: dict[str, Any]
+
+    def save(self, path: str | Path) -> None:
+        if isinstance(self.states.observations, dict):
+            raise ValueError("Saving a measurement of dict observations is not supported")
+        arrays = {
+            "observations": self.states.observations,
+            "next_observations": self.states.next_observations,
+            "rewards": self.states.rewards,
+            "dones": self.states.dones,
+            **{f"action/{point}": actions for point, actions in self.states.actions.items()},
+        }
+        for (point, scale), halves in self.truth.halves.items():
+            arrays[f"truth/{point}/{scale!r}"] = np.stack(halves)
+        info = {**self.info, "truth_pairs": self.truth.pairs}
+        np.savez_compressed(path, info=np.array(json.dumps(info)), **arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Measurement":
+        with np.load(path) as data:
+            info = json.loads(str(data["info"]))
+            actions = {key.split("/", 1)[1]: data[key] for key in data.files if key.startswith("action/")}
+            halves = {}
+            for key in data.files:
+                if key.startswith("truth/"):
+                    _, point, scale = key.split("/")
+                    halves[point, float(scale)] = (data[key][0], data[key][1])
+            states = ProbeStates(data["observations"], [], actions, data["next_observations"], data["rewards"], data["dones"])
+            truth = Truth(halves, info.pop("truth_pairs"), info["truth_s"], info["truth_env_s"])
+            return cls(states, truth, info)
 
 
 def score(
-    signals: dict[tuple[str, str, float | None], th.Tensor],
+    signals: dict[tuple[str, str, float | None], np.ndarray],
     truth: Truth,
     gram: np.ndarray | None,
     config: ProbeConfig,
@@ -527,9 +607,7 @@ def score(
             )
         target = truth.gradient(point, scale)
         here = {
-            name: signal.detach().cpu().double().numpy()
-            for (name, at, own_scale), signal in signals.items()
-            if at == point and own_scale in (None, scale)
+            name: signal for (name, at, own_scale), signal in signals.items() if at == point and own_scale in (None, scale)
         }
         scored = {name: metrics.level_cosines(signal, target, counts, gram) for name, signal in here.items()}
         reference = scored.get(REFERENCE_SIGNAL)
@@ -559,4 +637,4 @@ def _stack(observations: list[Any]) -> Any:
     return np.stack(observations)
 
 
-__all__ = ["GradientTruthProbe", "ProbeConfig", "ProbeResult", "ProbeStates", "Truth", "critic_values", "score"]
+__all__ = ["GradientTruthProbe", "Measurement", "ProbeConfig", "ProbeResult", "ProbeStates", "Truth", "critic_values", "score"]
