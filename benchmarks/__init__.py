@@ -1,6 +1,7 @@
 """Benchmark harness of DenoisePG: suites, a resumable runner over the zoo, reports and a throughput measurement."""
 
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -43,8 +44,11 @@ def git_commit(repo: Path = REPO_ROOT) -> str | None:
     """
     :param repo: A folder of the checkout
     :return: ``git rev-parse HEAD`` of the checkout, with ``+dirty`` appended when a tracked file differs from it
-        (untracked files do not count); ``None`` if ``repo`` is not a git checkout or git is missing
+        (untracked files do not count); in a copy without git (on another machine), ``$BENCHMARK_COMMIT`` if set;
+        ``None`` if neither is known
     """
+    if not (repo / ".git").exists() and os.environ.get("BENCHMARK_COMMIT"):
+        return os.environ["BENCHMARK_COMMIT"]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True)
         status = subprocess.run(
