@@ -3,7 +3,7 @@
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 
-.PHONY: install demo test quick-test conformance lint docs
+.PHONY: install demo test quick-test conformance lint docs docs-check
 
 install:
 	$(PIP) install -q torch==2.13.0
@@ -28,6 +28,11 @@ docs:
 	$(PIP) install -q -e ".[docs]"
 	rm -rf docs/_build
 	$(PYTHON) -m sphinx -W --keep-going -b html docs docs/_build/html
+	$(PYTHON) docs/check_offline.py docs/_build/html
+
+# The built pages in a headless browser (Debian's chromium): screenshots to look at, equations typeset, figures loaded
+docs-check: docs
+	$(PYTHON) docs/screenshots.py docs/_build/html docs/_build/screenshots
 
 lint:
 	ruff check sb3_denoise_pg tests benchmarks

@@ -5,6 +5,8 @@ import sys
 
 # The package is imported from the source tree, so that the API reference documents the checked-out code
 sys.path.insert(0, os.path.abspath(".."))
+# The documentation's own Sphinx extensions
+sys.path.insert(0, os.path.abspath("_ext"))
 
 with open(os.path.join(os.path.dirname(__file__), "..", "sb3_denoise_pg", "version.txt")) as file_handler:
     __version__ = file_handler.read().strip()
@@ -19,6 +21,10 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
+    # MathJax served from the built site, not a CDN: the equations render offline
+    "sphinx-mathjax-offline",
+    # Every figure under benchmarks/ must be shown on some page
+    "repository_figures",
 ]
 
 templates_path: list[str] = []
@@ -34,4 +40,5 @@ autodoc_inherit_docstrings = False
 
 html_theme = "sphinx_rtd_theme"
 html_title = f"sb3-denoise-pg {release}"
-html_static_path: list[str] = []
+html_static_path = ["_static"]
+html_css_files = ["wrap.css"]
