@@ -1,11 +1,20 @@
-# Everything a fresh machine needs. torch is pinned and installed first: a bare `torch` may pull a CUDA build of
-# several GB, and 2.13.0 is the CPU wheel this project is tested with.
+# Everything a fresh machine needs, in a virtual environment of the checkout's own (.venv, made on first use; `make
+# VENV= ...` uses the active Python instead). torch is pinned and installed first: a bare `torch` may pull a CUDA
+# build of several GB, and 2.13.0 is the CPU wheel this project is tested with.
+VENV ?= .venv
+ifeq ($(VENV),)
 PYTHON ?= python3
+else
+PYTHON := $(VENV)/bin/python
+endif
 PIP := $(PYTHON) -m pip
 
-.PHONY: install demo test quick-test conformance lint docs docs-check
+.PHONY: install demo test quick-test conformance lint docs docs-check slurm-check
 
-install:
+$(VENV)/bin/python:
+	python3 -m venv $(VENV) || (echo "Could not make a virtual environment: on Debian or Ubuntu, apt-get install python3-venv" && false)
+
+install: $(if $(VENV),$(VENV)/bin/python)
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e ".[zoo,mujoco,box2d,extra,bench,tests]"
 
@@ -23,7 +32,7 @@ quick-test:
 conformance: install
 	$(PYTHON) tests/sb3_conformance.py -n 2 -rsx
 
-docs:
+docs: $(if $(VENV),$(VENV)/bin/python)
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e ".[docs]"
 	rm -rf docs/_build
@@ -34,6 +43,10 @@ docs:
 docs-check: docs
 	$(PYTHON) docs/screenshots.py docs/_build/html docs/_build/screenshots
 
+# A tiny sweep through a real single-node SLURM started on this machine (as root; docs/benchmarks.rst, "On a cluster")
+slurm-check: install
+	PYTHON=$(PYTHON) bash benchmarks/slurm/check.sh
+
 lint:
-	ruff check sb3_denoise_pg tests benchmarks
-	ruff format --check sb3_denoise_pg tests benchmarks
+	$(PYTHON) -m ruff check sb3_denoise_pg tests benchmarks docs
+	$(PYTHON) -m ruff format --check sb3_denoise_pg tests benchmarks docs

@@ -13,6 +13,8 @@ library's version, the checkout's commit when the run started and the run's hype
 ``config.yml``).
 
     python -m benchmarks.run --suite quick --jobs 2 [--algos denoise_pg td3] [--seeds 3] [--dry-run] [-- zoo args]
+
+``--launcher slurm`` submits the same runs to a SLURM cluster instead (``benchmarks.launch``).
 """
 
 import argparse
@@ -29,11 +31,13 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from huggingface_sb3 import EnvironmentName
 
 from benchmarks import REPO_ROOT, RESULTS_DIR, load_zoo_config, portable_text, provenance, relative_path
+from benchmarks.launch import SlurmOptions, submit, wait, where_this_runs
 from benchmarks.suites import SUITES, EnvBudget, Suite, get_suite, select
 
 # The zoo training entry point: the project's, which registers denoise_pg and uses the project's hyperparams/<algo>.yml
@@ -167,7 +171,13 @@ def make_portable(run_dir: Path) -> None:
 
 
 def _marker(
-    spec: RunSpec, command: list[str], wall_time: float, run_dir: Path, jobs: int, started: dict[str, str | None]
+    spec: RunSpec,
+    command: list[str],
+    wall_time: float,
+    run_dir: Path,
+    jobs: int,
+    started: dict[str, str | None],
+    where: dict[str, Any],
 ) -> dict:
     evaluations = np.load(run_dir / "evaluations.npz")
     config_file = run_dir / spec.env_name / "config.yml"
@@ -185,6 +195,8 @@ def _marker(
         # Run from the repository root
         "command": portable_text(shlex.join(command), REPO_ROOT),
         "jobs": jobs,
+        # The launcher, the node and, on a cluster, the job id
+        "where": where,
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
         # The library's version and the checkout's commit (``+dirty``: with uncommitted changes) when the run started
@@ -220,7 +232,7 @@ def execute(spec: RunSpec, log_root: Path, device: str = "cpu", zoo_args: tuple[
     (staging / LOG_FILE).replace(produced / LOG_FILE)
     keep_checkpoints(produced, spec.env.checkpoints)
     make_portable(produced)
-    marker = _marker(spec, command, wall_time, produced, jobs, started)
+    marker = _marker(spec, command, wall_time, produced, jobs, started, where_this_runs())
     (produced / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
     # The marker is in place before the rename, so a run folder without one was never completed
     run_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -269,19 +281,51 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--algos", nargs="+", help="Algorithms (default: the suite's)")
     parser.add_argument("--envs", nargs="+", help="Subset of the suite's env ids (default: all)")
     parser.add_argument("--seeds", type=int, help="Number of seeds, 0 .. n-1 (default: the suite's)")
-    parser.add_argument("--jobs", type=int, default=1, help="Runs in parallel, one CPU core each")
+    parser.add_argument("--jobs", type=int, default=1, help="Runs in parallel, one CPU core each (local launcher)")
     parser.add_argument("--log-root", type=Path, help="Zoo log folder (default: benchmarks/results/<suite>/logs)")
     parser.add_argument("--device", default="cpu", help="Torch device of the runs")
-    parser.add_argument("--dry-run", action="store_true", help="Print the commands of the unfinished runs and exit")
+    parser.add_argument("--dry-run", action="store_true", help="Print what would run (or be submitted) and exit")
+    cluster = parser.add_argument_group("SLURM (--launcher slurm, through submitit; see benchmarks/launch.py)")
+    cluster.add_argument("--launcher", choices=["local", "slurm"], default="local", help="Where the runs execute")
+    cluster.add_argument("--partition", help="SLURM partition (default: the cluster's)")
+    cluster.add_argument("--time-min", type=int, default=720, help="Time limit of one run, minutes")
+    cluster.add_argument("--cpus-per-task", type=int, default=1, help="CPU cores of one run")
+    cluster.add_argument("--mem-gb", type=int, default=4, help="Memory of one run, GB")
+    cluster.add_argument("--gpus", type=int, default=0, help="GPUs of one run")
+    cluster.add_argument("--array-parallelism", type=int, default=256, help="The most runs at once")
+    cluster.add_argument("--account", help="SLURM account to charge")
+    cluster.add_argument("--submitit-cluster", choices=["slurm", "local"], default="slurm", help=argparse.SUPPRESS)
+    cluster.add_argument("--wait", action="store_true", help="Wait for the submitted runs and report the failed ones")
     # Unknown arguments (after `--` or not) go to every zoo command, e.g. `-- --hyperparams learning_starts:1000`
     args, zoo_args = parser.parse_known_args(argv)
     zoo_args = [arg for arg in zoo_args if arg != "--"]
     suite = select(get_suite(args.suite), args.algos, args.envs, args.seeds)
     log_root = (args.log_root or default_log_root(suite.name)).resolve()
+    if args.launcher == "slurm":
+        return _run_on_slurm(suite, log_root, args, tuple(zoo_args))
     failed = run_suite(suite, log_root, args.jobs, args.device, tuple(zoo_args), args.dry_run)
     if failed:
         print(f"{len(failed)} runs failed: {', '.join(map(str, failed))}")
     return 1 if failed else 0
+
+
+def _run_on_slurm(suite: Suite, log_root: Path, args: argparse.Namespace, zoo_args: tuple[str, ...]) -> int:
+    options = SlurmOptions(
+        partition=args.partition,
+        time_min=args.time_min,
+        cpus_per_task=args.cpus_per_task,
+        mem_gb=args.mem_gb,
+        gpus_per_node=args.gpus,
+        array_parallelism=args.array_parallelism,
+        account=args.account,
+        cluster=args.submitit_cluster,
+    )
+    (log_root / STAGING).mkdir(parents=True, exist_ok=True)
+    (log_root / STAGING / ".gitignore").write_text("*\n")
+    jobs = submit(plan_runs(suite), log_root, options, args.device, suite.zoo_args + zoo_args, args.dry_run)
+    if args.wait and jobs:
+        return 1 if wait(jobs, log_root, options.cluster) else 0
+    return 0
 
 
 if __name__ == "__main__":
