@@ -197,3 +197,35 @@ def test_linear_gaussian_expected_reward_matches_monte_carlo():
         rewards.append(reward)
     standard_error = np.std(rewards) / np.sqrt(len(rewards))
     assert np.mean(rewards) == pytest.approx(env.expected_reward(state, action.astype(np.float64)), abs=4 * standard_error)
+
+
+@pytest.mark.parametrize("distractor_noise", [0.0, 0.5])
+def test_distractor_actuators_of_the_linear_gaussian_world(distractor_noise):
+    world = LinearGaussianWorld(action_dim=8, relevant_dims=3, noise_std=0.1, distractor_noise=distractor_noise)
+    assert world.W.shape == (3, 8) and np.all(world.W[:, 3:] == 0)
+    rng = np.random.default_rng(0)
+    obs, actions = rng.normal(size=(5, 3)), rng.uniform(-0.9, 0.9, size=(5, 8))
+    gradient = world.true_action_gradient(obs, actions)
+    h = 1e-5
+    for j in range(8):
+        step = np.zeros(8)
+        step[j] = h
+        central = (world.expected_reward(obs, actions + step) - world.expected_reward(obs, actions - step)) / (2 * h)
+        np.testing.assert_allclose(gradient[:, j], central, rtol=1e-5, atol=1e-7)
+    if distractor_noise == 0:
+        assert np.all(gradient[:, 3:] == 0)  # inert: they move nothing
+    # The distractors' noise grows with their actions, and the mean outcome ignores them
+    quiet, loud = np.zeros((20000, 8)), np.zeros((20000, 8))
+    loud[:, 3:] = 0.9
+    spread = [np.std(world.sample_outcome(np.zeros((20000, 3)), a, rng)) for a in (quiet, loud)]
+    expected = [0.1, np.sqrt(0.01 + distractor_noise**2 * 0.81)]
+    np.testing.assert_allclose(spread, expected, rtol=0.03)
+
+
+def test_without_distractors_the_linear_gaussian_world_is_unchanged():
+    world, same = LinearGaussianWorld(action_dim=4), LinearGaussianWorld(action_dim=4, relevant_dims=4)
+    assert np.array_equal(world.W, same.W) and world.W.shape == (4, 4)
+    with pytest.raises(ValueError, match="distractor_noise"):
+        LinearGaussianWorld(action_dim=4, distractor_noise=0.1)
+    with pytest.raises(ValueError, match="relevant_dims"):
+        LinearGaussianWorld(action_dim=4, relevant_dims=5)

@@ -26,7 +26,7 @@ def transitions(env: LinearGaussianWorld, n: int, seed: int) -> ReplayBufferSamp
     rng = np.random.default_rng(seed)
     obs = rng.normal(size=(n, env.observation_space.shape[0]))
     actions = np.clip(BEHAVIOUR_MEAN + BEHAVIOUR_STD * rng.normal(size=(n, env.action_space.shape[0])), -1, 1)
-    next_obs = env.mean_outcome(obs, actions) + env.noise_std * rng.normal(size=obs.shape)
+    next_obs = env.sample_outcome(obs, actions, rng)
     rewards = -np.sum((next_obs - env.goal) ** 2, axis=1, keepdims=True)
 
     def tensor(array: np.ndarray) -> th.Tensor:
