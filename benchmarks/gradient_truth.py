@@ -52,16 +52,15 @@ POLICY_SIGNALS = ("critic", "critic_fd", "actor_update", "anchored")
 BEHAVIOUR_SIGNALS = ("critic", "critic_fd", "estimate", "estimate_no_cv", "estimate_many", "estimate_many_no_cv")
 
 
-def probe_config(env_id: str, max_seconds: float | None, seed: int) -> Any:
-    """The probe's settings for ``env_id`` (``SMALL_TASK`` or ``MUJOCO``, ``max_seconds`` overriding MuJoCo's)."""
+def probe_config(env_id: str, seed: int, **overrides: Any) -> Any:
+    """The probe's settings for ``env_id`` (``SMALL_TASK`` or ``MUJOCO``), with the ``overrides`` that are not ``None``."""
     import gymnasium as gym
 
     import sb3_denoise_pg  # noqa: F401  (registers the noisy ids)
     from sb3_denoise_pg.diagnostics import ProbeConfig
 
-    if not hasattr(gym.make(env_id).unwrapped, "model"):
-        return ProbeConfig(**SMALL_TASK, seed=seed)
-    return ProbeConfig(**{**MUJOCO, **({"max_seconds": max_seconds} if max_seconds is not None else {})}, seed=seed)
+    settings = MUJOCO if hasattr(gym.make(env_id).unwrapped, "model") else SMALL_TASK
+    return ProbeConfig(**{**settings, **{k: v for k, v in overrides.items() if v is not None}}, seed=seed)
 
 
 def checkpoint_name(algo: str, env_id: str, seed: int, steps: int) -> str:
@@ -138,12 +137,12 @@ def export_actors(checkpoints: list[dict], folder: Path) -> None:
     print(f"Exported {len(manifest)} actors to {folder}")
 
 
-def measure_checkpoint(path: str, algo: str, env_id: str, seed: int, steps: int, max_seconds: float | None, out: str) -> dict:
+def measure_checkpoint(path: str, algo: str, env_id: str, seed: int, steps: int, overrides: dict, out: str) -> dict:
     """In a worker process: the states and the truth of one checkpoint, saved to ``out``; returns its info."""
     from sb3_denoise_pg.diagnostics import GradientTruthProbe
 
     provenance = started()
-    probe = GradientTruthProbe(env_id, probe_config(env_id, max_seconds, seed))
+    probe = GradientTruthProbe(env_id, probe_config(env_id, seed, **overrides))
     measurement = probe.measure(load_checkpoint(algo, path))
     probe.close()
     measurement.info.update(algo=algo, env_id=env_id, seed=seed, steps=steps, measured=provenance)
@@ -366,7 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--algos", nargs="+", help="Subset of the suite's algorithms (default: both)")
     parser.add_argument("--seeds", type=int, default=3, help="Seeds 0 .. n-1 whose checkpoints exist")
     parser.add_argument("--jobs", type=int, default=1, help="Checkpoints in parallel, one core each")
-    parser.add_argument("--max-seconds", type=float, help="Rollout time budget of a MuJoCo probe (default: none)")
+    parser.add_argument("--max-seconds", type=float, help="Rollout time budget of a probe (default: none)")
+    parser.add_argument("--max-pairs", type=int, help="Pair budget of a probe (default: 64 small tasks, 32 MuJoCo)")
+    parser.add_argument("--horizon", type=int, help="Rollout steps (default: the fewest with gamma^H <= 0.05)")
     parser.add_argument("--checkpoints", type=Path, help="A folder of exported actor-only checkpoints (with --stage)")
     parser.add_argument("--output-dir", type=Path, default=OUTPUT_DIR)
     parser.add_argument("--report-only", action="store_true", help="Only rewrite the report from the probes found")
@@ -382,10 +383,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         specs = [(e["path"], e["algo"], e["env_id"], e["seed"], e["steps"]) for e in checkpoints]
         measured = lambda spec: output / MEASUREMENTS / f"{checkpoint_name(*spec[1:5])}.npz"  # noqa: E731
+        overrides = dict(max_seconds=args.max_seconds, max_pairs=args.max_pairs, horizon=args.horizon)
         if args.stage in ("all", "measure"):
             (output / MEASUREMENTS).mkdir(parents=True, exist_ok=True)
             run_plan(
-                [(*spec, args.max_seconds, str(measured(spec))) for spec in specs],
+                [(*spec, overrides, str(measured(spec))) for spec in specs],
                 measure_checkpoint,
                 lambda *spec: output / MEASUREMENTS / f"{checkpoint_name(*spec[1:5])}.json",
                 args.jobs,
