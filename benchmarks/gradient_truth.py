@@ -60,7 +60,7 @@ def probe_config(env_id: str, seed: int, **overrides: Any) -> Any:
     from sb3_denoise_pg.diagnostics import ProbeConfig
 
     settings = MUJOCO if hasattr(gym.make(env_id).unwrapped, "model") else SMALL_TASK
-    return ProbeConfig(**{**settings, **{k: v for k, v in overrides.items() if v is not None}}, seed=seed)
+    return ProbeConfig(**{**settings, "seed": seed, **{k: v for k, v in overrides.items() if v is not None}})
 
 
 def checkpoint_name(algo: str, env_id: str, seed: int, steps: int) -> str:
@@ -368,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-seconds", type=float, help="Rollout time budget of a probe (default: none)")
     parser.add_argument("--max-pairs", type=int, help="Pair budget of a probe (default: 64 small tasks, 32 MuJoCo)")
     parser.add_argument("--horizon", type=int, help="Rollout steps (default: the fewest with gamma^H <= 0.05)")
+    parser.add_argument("--probe-seed", type=int, help="Seed of the probe's states and directions (default: the run's)")
     parser.add_argument("--checkpoints", type=Path, help="A folder of exported actor-only checkpoints (with --stage)")
     parser.add_argument("--output-dir", type=Path, default=OUTPUT_DIR)
     parser.add_argument("--report-only", action="store_true", help="Only rewrite the report from the probes found")
@@ -383,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         specs = [(e["path"], e["algo"], e["env_id"], e["seed"], e["steps"]) for e in checkpoints]
         measured = lambda spec: output / MEASUREMENTS / f"{checkpoint_name(*spec[1:5])}.npz"  # noqa: E731
-        overrides = dict(max_seconds=args.max_seconds, max_pairs=args.max_pairs, horizon=args.horizon)
+        overrides = dict(max_seconds=args.max_seconds, max_pairs=args.max_pairs, horizon=args.horizon, seed=args.probe_seed)
         if args.stage in ("all", "measure"):
             (output / MEASUREMENTS).mkdir(parents=True, exist_ok=True)
             run_plan(
