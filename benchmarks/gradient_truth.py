@@ -52,15 +52,18 @@ POLICY_SIGNALS = ("critic", "critic_fd", "actor_update", "anchored")
 BEHAVIOUR_SIGNALS = ("critic", "critic_fd", "estimate", "estimate_no_cv", "estimate_many", "estimate_many_no_cv")
 
 
-def probe_config(env_id: str, seed: int, **overrides: Any) -> Any:
-    """The probe's settings for ``env_id`` (``SMALL_TASK`` or ``MUJOCO``), with the ``overrides`` that are not ``None``."""
+def probe_config(env_id: str, run_seed: int, **overrides: Any) -> Any:
+    """
+    The probe's settings for ``env_id`` (``SMALL_TASK`` or ``MUJOCO``), seeded by the run's seed, with the
+    ``overrides`` that are not ``None``.
+    """
     import gymnasium as gym
 
     import sb3_denoise_pg  # noqa: F401  (registers the noisy ids)
     from sb3_denoise_pg.diagnostics import ProbeConfig
 
     settings = MUJOCO if hasattr(gym.make(env_id).unwrapped, "model") else SMALL_TASK
-    return ProbeConfig(**{**settings, "seed": seed, **{k: v for k, v in overrides.items() if v is not None}})
+    return ProbeConfig(**{**settings, "seed": run_seed, **{k: v for k, v in overrides.items() if v is not None}})
 
 
 def checkpoint_name(algo: str, env_id: str, seed: int, steps: int) -> str:
