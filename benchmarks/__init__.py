@@ -44,10 +44,11 @@ def git_commit(repo: Path = REPO_ROOT) -> str | None:
     """
     :param repo: A folder of the checkout
     :return: ``git rev-parse HEAD`` of the checkout, with ``+dirty`` appended when a tracked file differs from it
-        (untracked files do not count); in a copy without git (on another machine), ``$BENCHMARK_COMMIT`` if set;
-        ``None`` if neither is known
+        (untracked files do not count); ``$BENCHMARK_COMMIT`` instead when it is set (a copy of the checkout on
+        another machine, whose own git state may be stale or absent, is told the commit it is); ``None`` if neither
+        is known
     """
-    if not (repo / ".git").exists() and os.environ.get("BENCHMARK_COMMIT"):
+    if os.environ.get("BENCHMARK_COMMIT"):
         return os.environ["BENCHMARK_COMMIT"]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True)

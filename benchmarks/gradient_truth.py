@@ -293,7 +293,8 @@ def plot(probes: list[dict], path: Path, scale: float = 0.2, level: str = "param
     import matplotlib.pyplot as plt
 
     groups = _group(probes)
-    envs = sorted({p["env_id"] for p in probes})
+    order = get_suite(SUITE).env_ids
+    envs = sorted({p["env_id"] for p in probes}, key=lambda env: (order.index(env) if env in order else len(order), env))
     fig, axes = plt.subplots(1, len(envs), figsize=(4.2 * len(envs), 3.6), squeeze=False)
     lines = [("td3", "critic", "TD3 critic"), ("denoise_pg", "critic", "DenoisePG critic")]
     lines += [("denoise_pg", "actor_update", "DenoisePG actor update"), ("denoise_pg", "anchored", "anchored form")]
@@ -319,21 +320,40 @@ def plot(probes: list[dict], path: Path, scale: float = 0.2, level: str = "param
     plt.close(fig)
 
 
-def write_report(output_dir: Path, command: str) -> None:
+def _provenance(probes: list[dict], stage: str) -> str:
+    """The versions, commits and dates of a stage (``measured`` or ``scored``) of the probes, each once."""
+    made = [probe[stage] if stage in probe else probe for probe in probes]
+    versions = sorted({f"{m['version']} at {str(m['commit'])[:7]}" for m in made})
+    dates = sorted(m["date"][:10] for m in made)
+    return f"{', '.join(versions)}, {dates[0]}" + (f" to {dates[-1]}" if dates[-1] != dates[0] else "")
+
+
+def _settings(probes: list[dict]) -> str:
+    """The probe settings of each env, once."""
+    settings = {}
+    for probe in probes:
+        info, config = probe["info"], probe["info"]["config"]
+        budget = f"at most {config['max_pairs']} pairs" + (f" or {config['max_seconds']:g} s" if config["max_seconds"] else "")
+        scales = ", ".join(f"{scale:g}" for scale in config["scales"])
+        settings[probe["env_id"]] = f"{config['n_states']} states, scales {scales}, {budget}, horizon {info['horizon']}"
+    return "; ".join(f"{env}: {text}" for env, text in sorted(settings.items()))
+
+
+def write_report(output_dir: Path, command: str, figure: bool = True) -> None:
     probes = load_probes(output_dir)
     if not probes:
         print(f"No probe results in {output_dir / PROBES}")
         return
     write_rows_csv(probes, output_dir / "rows.csv")
-    plot(probes, output_dir / FIGURE)
-    versions = sorted({f"{p['version']} (commit {str(p['commit'])[:7]})" for p in probes})
-    dates = sorted(p["date"][:10] for p in probes)
+    if figure:
+        plot(probes, output_dir / FIGURE)
     sections = [
         "# Gradient quality against the truth",
         "",
-        f"Probes of {len(probes)} checkpoints, sb3-denoise-pg {', '.join(versions)}, {dates[0]} to {dates[-1]}. "
-        f"Made by `{command}` (from checkpoints of `python -m benchmarks.run --suite gradient-truth`); every row "
-        "of every probe is in `rows.csv`. How to read it: docs/gradient_truth.rst.",
+        f"Probes of {len(probes)} checkpoints of `python -m benchmarks.run --suite gradient-truth`, measured with "
+        f"sb3-denoise-pg {_provenance(probes, 'measured')} and scored with {_provenance(probes, 'scored')} "
+        f"(`python -m benchmarks.gradient_truth`: measure and score stages; this report: `{command}`). Settings: "
+        f"{_settings(probes)}. Every row of every probe is in `rows.csv`; how to read it: docs/gradient_truth.rst.",
         "",
         "Each cell: mean over seeds [min, max over seeds]. A signal's cell adds its paired difference with the same "
         "model's critic (mean over seeds), and in how many seeds that difference's 95% bootstrap interval over states "
@@ -356,7 +376,7 @@ def write_report(output_dir: Path, command: str) -> None:
                 "",
                 signal_table(probes, "behaviour", BEHAVIOUR_SIGNALS, level, scale),
             ]
-    sections += ["", f"![gradient quality over training]({FIGURE})", ""]
+    sections += ["", f"![gradient quality over training]({FIGURE})", ""] if figure else [""]
     (output_dir / "results.md").write_text("\n".join(sections))
     print(f"Wrote {output_dir / 'results.md'}")
 
@@ -375,6 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoints", type=Path, help="A folder of exported actor-only checkpoints (with --stage)")
     parser.add_argument("--output-dir", type=Path, default=OUTPUT_DIR)
     parser.add_argument("--report-only", action="store_true", help="Only rewrite the report from the probes found")
+    parser.add_argument("--no-figure", action="store_true", help="The report without its figure (side studies)")
     args = parser.parse_args(argv)
     suite = select(get_suite(SUITE), args.algos, args.envs)
     output = args.output_dir
@@ -410,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
                 lambda probe: f"scored {probe['algo']} {probe['env_id']} seed {probe['seed']} at {probe['steps']}",
             )
     arguments = [relative_path(a) if Path(a).exists() else a for a in (argv if argv is not None else sys.argv[1:])]
-    write_report(output, "python -m benchmarks.gradient_truth " + " ".join(arguments))
+    write_report(output, "python -m benchmarks.gradient_truth " + " ".join(arguments), figure=not args.no_figure)
     return 0
 
 
