@@ -13,6 +13,8 @@ saved with one of them (by sb3-denoise-pg 0.1.0, where they were options of ``De
   action directly).
 - ``denoiser_sigma`` as several levels (a list: each transition of a batch draws one, for the denoiser's training and
   for the estimate) or as a schedule of the progress remaining (no gain over one level).
+- ``ResidualDenoiser`` (``use_residual_denoiser``): the conditional denoiser as the unconditional one plus a learned
+  difference, so that errors common to both cancel in the score difference (``benchmarks.residual_denoiser``).
 - ``anchor``: the anchored form, ``G = grad_a b(s, mu_theta(s)) + eta * (mean_k [G_k - lambda h_k] - c)``
   (docs/estimator.rst, "The anchored form (an ablation)"), the critic's own direction at the policy's action plus the data's
   correction of the critic's gradient measured at the replay action; ``eta`` fixed, or per batch by positive-part
@@ -25,11 +27,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch as th
+from stable_baselines3.common.torch_layers import create_mlp
 from stable_baselines3.common.type_aliases import Schedule
 from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
+from torch import nn
 
 from sb3_denoise_pg.common.estimator import adaptive_anchor_coefficient, independent_draws, independent_units
 from sb3_denoise_pg.denoise_pg.denoise_pg import DenoisePG, Estimate, Samples, Sigma, _is_integer, _is_number, _require
+from sb3_denoise_pg.denoise_pg.policies import Denoiser
 
 
 class AblationDenoisePG(DenoisePG):
@@ -201,3 +206,52 @@ class AblationDenoisePG(DenoisePG):
         window = min(self.actor_batch_window, size - 1 if buffer.full else size)
         offsets = np.random.randint(0, window, size=batch_size)
         return buffer._get_samples((buffer.pos - 1 - offsets) % buffer.buffer_size, env=self._vec_normalize_env)
+
+
+class ResidualDenoiser(Denoiser):
+    """
+    A denoiser whose conditional output is its unconditional output plus a learned difference:
+    ``D(a~ | s) = a~ - sigma eps(a~, s)`` and ``D(a~ | s, o) = D(a~ | s) - sigma delta(a~, s, o)``, so that the score
+    difference is ``-delta / sigma`` exactly: an error of ``eps`` is common to both outputs and cancels, where the
+    library's denoiser (one network run with the outcome and with a null outcome) makes two errors that need not. The
+    conditional samples train both networks, the unconditional ones ``eps`` alone; ``delta`` starts at zero. Built
+    with the denoiser's constructor arguments (``net_arch`` for both networks).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        # eps sees a~, features(s) and sigma; delta also the outcome
+        self.noise_net = nn.Sequential(
+            *create_mlp(self.action_dim + self.features_dim + 1, self.action_dim, self.net_arch, self.activation_fn)
+        )
+        self.difference_net = nn.Sequential(
+            *create_mlp(
+                self.action_dim + self.features_dim + self.outcome_dim + 1, self.action_dim, self.net_arch, self.activation_fn
+            )
+        )
+        last = self.difference_net[-1]
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+
+    def forward(
+        self,
+        noisy_actions: th.Tensor,
+        state_features: th.Tensor,
+        outcome: th.Tensor,
+        condition: th.Tensor,
+        sigma: float | th.Tensor,
+    ) -> th.Tensor:
+        sigma_column = th.as_tensor(sigma, dtype=noisy_actions.dtype, device=noisy_actions.device).expand(condition.shape)
+        unconditional = noisy_actions - sigma * self.noise_net(th.cat([noisy_actions, state_features, sigma_column], 1))
+        difference = self.difference_net(th.cat([noisy_actions, state_features, outcome, sigma_column], 1))
+        return unconditional - sigma * condition.to(noisy_actions.dtype) * difference
+
+
+def use_residual_denoiser(model: DenoisePG) -> DenoisePG:
+    """Replace ``model``'s denoiser (and its optimizer) by a :class:`ResidualDenoiser` of the same size, untrained."""
+    old = model.policy.denoiser
+    residual = ResidualDenoiser(**old._get_constructor_parameters()).to(model.device)
+    residual.optimizer = type(old.optimizer)(residual.parameters(), **old.optimizer.defaults)
+    model.policy.denoiser = residual
+    model.denoiser = residual
+    return model
