@@ -16,16 +16,14 @@ Writes ``benchmarks/results/distractors/{results.md,results.json}``.
 """
 
 import argparse
-import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch as th
 
-from benchmarks import RESULTS_DIR, markdown_table, started
-from benchmarks.claims.known_world import agreement, fit, make_model, transitions
+from benchmarks import RESULTS_DIR, markdown_table
+from benchmarks.claims.known_world import agreement, fit, make_model, measure_grid, transitions, write_results
 from sb3_denoise_pg.envs import LinearGaussianWorld
 
 OUTPUT = RESULTS_DIR / "distractors"
@@ -91,24 +89,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, default=OUTPUT)
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
-    th.set_num_threads(1)
-    args.output.mkdir(parents=True, exist_ok=True)
-    rows, start, made = [], time.perf_counter(), started()
-    for seed in range(args.seeds):
-        for dims in args.dims:
-            for noise in args.distractor_noise:
-                rows.append(measure(dims, noise, seed, args.samples, args.steps, args.noise_std))
-                print(f"{time.perf_counter() - start:.0f} s: {dims} dims, distractor noise {noise}, seed {seed}", flush=True)
-    command = " ".join(["python -m benchmarks.distractors", *argv])
-    text = (
-        f"`{command}` ({time.perf_counter() - start:.0f} s on one core; sb3-denoise-pg {made['version']}, commit "
-        f"{made['commit']}, {made['date'][:10]})\n\nLinearGaussianWorld(action_dim=dims, relevant_dims={RELEVANT}, "
-        f"noise_std={args.noise_std}, distractor_noise=...), {args.samples} behaviour transitions, {args.steps} "
-        f"gradient steps; scored on {N_EVAL} fresh transitions. Mean +/- std over seeds.\n\n{table(rows)}\n"
+    settings = [(dims, noise) for dims in args.dims for noise in args.distractor_noise]
+    rows, seconds, made = measure_grid(
+        lambda seed, dims, noise: measure(dims, noise, seed, args.samples, args.steps, args.noise_std), settings, args.seeds
     )
-    (args.output / "results.md").write_text(text)
-    (args.output / "results.json").write_text(json.dumps({"command": command, **made, "rows": rows}, indent=1) + "\n")
-    print(text)
+    description = (
+        f"LinearGaussianWorld(action_dim=dims, relevant_dims={RELEVANT}, noise_std={args.noise_std}, "
+        f"distractor_noise=...), {args.samples} behaviour transitions, {args.steps} gradient steps; scored on {N_EVAL} "
+        "fresh transitions. Mean +/- std over seeds."
+    )
+    command = " ".join(["python -m benchmarks.distractors", *argv])
+    print(write_results(args.output, "results", rows, table(rows), command, seconds, made, description))
 
 
 if __name__ == "__main__":

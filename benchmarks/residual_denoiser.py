@@ -15,18 +15,15 @@ Writes ``benchmarks/results/residual-denoiser/{results.md,results.json}``.
 """
 
 import argparse
-import json
 import sys
-import time
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import torch as th
 
-from benchmarks import RESULTS_DIR, markdown_table, started
+from benchmarks import RESULTS_DIR, markdown_table
 from benchmarks.ablation_variants import use_residual_denoiser
-from benchmarks.claims.known_world import fit, make_model, score_both, transitions
+from benchmarks.claims.known_world import fit, make_model, measure_grid, score_both, transitions, write_results
 from sb3_denoise_pg.envs import LinearGaussianWorld
 
 OUTPUT = RESULTS_DIR / "residual-denoiser"
@@ -76,27 +73,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, default=OUTPUT)
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
-    th.set_num_threads(1)
-    args.output.mkdir(parents=True, exist_ok=True)
-    rows, start, made = [], time.perf_counter(), started()
-    for seed in range(args.seeds):
-        for dims in args.dims:
-            for noise in args.noise_std:
-                for denoiser in DENOISERS:
-                    rows.append(measure(dims, noise, denoiser, seed, args.samples, args.steps))
-                    print(
-                        f"{time.perf_counter() - start:.0f} s: {dims} dims, noise {noise}, {denoiser}, seed {seed}", flush=True
-                    )
-    command = " ".join(["python -m benchmarks.residual_denoiser", *argv])
-    text = (
-        f"`{command}` ({time.perf_counter() - start:.0f} s on one core; sb3-denoise-pg {made['version']}, commit "
-        f"{made['commit']}, {made['date'][:10]})\n\nLinearGaussianWorld(action_dim=dims, noise_std=...), "
-        f"{args.samples} behaviour transitions, {args.steps} gradient steps, denoiser_sigma 0.1, 32 draws; scored on "
-        f"{N_EVAL} fresh transitions. Mean +/- std over seeds.\n\n{table(rows)}\n"
+    settings = [(dims, noise, denoiser) for dims in args.dims for noise in args.noise_std for denoiser in DENOISERS]
+    rows, seconds, made = measure_grid(
+        lambda seed, dims, noise, denoiser: measure(dims, noise, denoiser, seed, args.samples, args.steps),
+        settings,
+        args.seeds,
     )
-    (args.output / "results.md").write_text(text)
-    (args.output / "results.json").write_text(json.dumps({"command": command, **made, "rows": rows}, indent=1) + "\n")
-    print(text)
+    description = (
+        f"LinearGaussianWorld(action_dim=dims, noise_std=...), {args.samples} behaviour transitions, {args.steps} "
+        f"gradient steps, denoiser_sigma 0.1, 32 draws; scored on {N_EVAL} fresh transitions. Mean +/- std over seeds."
+    )
+    command = " ".join(["python -m benchmarks.residual_denoiser", *argv])
+    print(write_results(args.output, "results", rows, table(rows), command, seconds, made, description))
 
 
 if __name__ == "__main__":

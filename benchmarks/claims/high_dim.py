@@ -13,17 +13,14 @@ Writes ``benchmarks/claims/results/high_dim.{json,md,png}``.
 
 import argparse
 import sys
-import time
 from dataclasses import asdict
 from pathlib import Path
 
-import torch as th
-
-from benchmarks import started
 from benchmarks.claims.known_world import (
     cosine_table,
     fit,
     make_model,
+    measure_grid,
     plot_cosines,
     score_both,
     transitions,
@@ -53,17 +50,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, default=RESULTS)
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
-    th.set_num_threads(1)
-    args.output.mkdir(parents=True, exist_ok=True)
-    rows, start, made = [], time.perf_counter(), started()
-    for seed in range(args.seeds):
-        for dim in args.dims:
-            for n_samples in args.samples:
-                rows.append(measure(dim, n_samples, seed, args.steps, args.noise_std))
-                print(f"{time.perf_counter() - start:.0f} s: {rows[-1]}", flush=True)
+    settings = [(dim, n_samples) for dim in args.dims for n_samples in args.samples]
+    rows, seconds, made = measure_grid(
+        lambda seed, dim, n_samples: measure(dim, n_samples, seed, args.steps, args.noise_std), settings, args.seeds
+    )
     table = cosine_table(rows, "dim", "n_samples")
     command = " ".join(["python -m benchmarks.claims.high_dim", *argv])
-    write_results(args.output, "high_dim", rows, table, command, time.perf_counter() - start, made)
+    write_results(args.output, "high_dim", rows, table, command, seconds, made)
     plot_cosines(rows, "dim", "n_samples", "action dimension", args.output / "high_dim.png", log_x=True)
     print(table)
 

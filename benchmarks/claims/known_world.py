@@ -5,6 +5,7 @@ estimates against the truth.
 """
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ import torch as th
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
+from benchmarks import started
 from sb3_denoise_pg import DenoisePG
 from sb3_denoise_pg.envs import LinearGaussianWorld
 
@@ -170,14 +172,41 @@ def plot_cosines(rows: list[dict], x_key: str, group_key: str, xlabel: str, path
     fig.savefig(path, dpi=120)
 
 
-def write_results(
-    output: Path, name: str, rows: list[dict], table: str, command: str, seconds: float, made: dict[str, str | None]
-) -> None:
+def measure_grid(measure: Callable[..., dict], settings: list[tuple], n_seeds: int) -> tuple[list[dict], float, dict]:
     """
-    ``<name>.json`` (every measurement) and ``<name>.md`` (the command, its duration, what made it and the table).
+    ``measure(seed, *setting)`` for every seed and setting, seed-major, on one torch thread, printing each row.
+
+    :return: The rows, the seconds they took, and what made them (``benchmarks.started()`` at the start)
+    """
+    th.set_num_threads(1)
+    rows, start, made = [], time.perf_counter(), started()
+    for seed in range(n_seeds):
+        for setting in settings:
+            rows.append(measure(seed, *setting))
+            print(f"{time.perf_counter() - start:.0f} s: {rows[-1]}", flush=True)
+    return rows, time.perf_counter() - start, made
+
+
+def write_results(
+    output: Path,
+    name: str,
+    rows: list[dict],
+    table: str,
+    command: str,
+    seconds: float,
+    made: dict[str, str | None],
+    description: str = "",
+) -> str:
+    """
+    ``<name>.json`` (every measurement) and ``<name>.md`` (the command, its duration, what made it, a description of
+    the setting if any, and the table).
 
     :param made: From ``benchmarks.started()`` when the measurement started
+    :return: The text of ``<name>.md``
     """
+    output.mkdir(parents=True, exist_ok=True)
     (output / f"{name}.json").write_text(json.dumps({"command": command, **made, "rows": rows}, indent=1) + "\n")
     made_by = f"sb3-denoise-pg {made['version']}, commit {made['commit']}, {made['date'][:10]}"
-    (output / f"{name}.md").write_text(f"`{command}` ({seconds:.0f} s on one core; {made_by})\n\n{table}\n")
+    text = f"`{command}` ({seconds:.0f} s on one core; {made_by})\n\n" + (f"{description}\n\n" if description else "")
+    (output / f"{name}.md").write_text(f"{text}{table}\n")
+    return text + table

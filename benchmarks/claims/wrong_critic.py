@@ -15,18 +15,17 @@ Writes ``benchmarks/claims/results/wrong_critic.{json,md,png}``.
 
 import argparse
 import sys
-import time
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch as th
 
-from benchmarks import started
 from benchmarks.claims.known_world import (
     cosine_table,
     fit,
     make_model,
+    measure_grid,
     plot_cosines,
     score_both,
     transitions,
@@ -72,17 +71,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, default=RESULTS)
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
-    th.set_num_threads(1)
-    args.output.mkdir(parents=True, exist_ok=True)
-    rows, start, made = [], time.perf_counter(), started()
-    for seed in range(args.seeds):
-        for amplitude in args.amplitudes:
-            for n_samples in args.samples:
-                rows.append(measure(args.dim, amplitude, n_samples, seed, args.steps))
-                print(f"{time.perf_counter() - start:.0f} s: {rows[-1]}", flush=True)
+    settings = [(amplitude, n_samples) for amplitude in args.amplitudes for n_samples in args.samples]
+    rows, seconds, made = measure_grid(
+        lambda seed, amplitude, n_samples: measure(args.dim, amplitude, n_samples, seed, args.steps), settings, args.seeds
+    )
     table = cosine_table(rows, "amplitude", "n_samples")
     command = " ".join(["python -m benchmarks.claims.wrong_critic", *argv])
-    write_results(args.output, "wrong_critic", rows, table, command, time.perf_counter() - start, made)
+    write_results(args.output, "wrong_critic", rows, table, command, seconds, made)
     plot_cosines(
         rows,
         "amplitude",
