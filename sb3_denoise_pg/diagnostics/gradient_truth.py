@@ -44,7 +44,7 @@ from stable_baselines3.common.type_aliases import DictReplayBufferSamples, Repla
 from sb3_denoise_pg.common.estimator import orthogonal_normal
 from sb3_denoise_pg.diagnostics import metrics
 from sb3_denoise_pg.diagnostics.rewind import Snapshot, reseed_noise, restore, rollout_env, snapshot
-from sb3_denoise_pg.diagnostics.signals import check_model, critic_values, model_signals, policy_actions
+from sb3_denoise_pg.diagnostics.signals import check_model, model_signals, policy_actions
 
 POINTS = ("behaviour", "policy")
 REFERENCE_SIGNAL = "critic"
@@ -455,6 +455,12 @@ class GradientTruthProbe:
             rewards=column(rewards),
         )
 
+    @staticmethod
+    def _actor_gram(model: BaseAlgorithm, observations: Any) -> np.ndarray:
+        """The actor's Gram matrix at the states (:func:`metrics.actor_gram_matrix`), for the parameter level."""
+        with th.enable_grad():
+            return metrics.actor_gram_matrix(policy_actions(model, observations), list(model.actor.parameters()))
+
     @contextmanager
     def _isolated(self, model: BaseAlgorithm) -> Iterator[np.random.Generator]:
         """
@@ -482,9 +488,7 @@ class GradientTruthProbe:
         with self._isolated(model) as rng:
             tic = time.perf_counter()
             states = self.collect(model)
-            observations = self._model_observations(model, states.observations)
-            with th.enable_grad():
-                gram = metrics.actor_gram_matrix(policy_actions(model, observations), list(model.actor.parameters()))
+            gram = self._actor_gram(model, self._model_observations(model, states.observations))
             collect_s = time.perf_counter() - tic
             truth = self.truth(model, states, rng, gram)
         info = {
@@ -520,9 +524,7 @@ class GradientTruthProbe:
                 model, batch.observations, points, cfg.scales, batch, cfg.critic_directions, cfg.estimate_draws
             )
             arrays = {key: signal.detach().cpu().double().numpy() for key, signal in signals.items()}
-            with th.enable_grad():
-                gram = metrics.actor_gram_matrix(policy_actions(model, batch.observations), list(model.actor.parameters()))
-            rows = score(arrays, measurement.truth, gram, cfg, rng)
+            rows = score_signals(arrays, measurement.truth, self._actor_gram(model, batch.observations), cfg, rng)
             seconds = time.perf_counter() - tic
         return ProbeResult(rows, {**measurement.info, "score_s": round(seconds, 2), **extras}, arrays)
 
@@ -577,7 +579,7 @@ class Measurement:
             return cls(states, truth, info)
 
 
-def score(
+def score_signals(
     signals: dict[tuple[str, str, float | None], np.ndarray],
     truth: Truth,
     gram: np.ndarray | None,
@@ -637,4 +639,12 @@ def _stack(observations: list[Any]) -> Any:
     return np.stack(observations)
 
 
-__all__ = ["GradientTruthProbe", "Measurement", "ProbeConfig", "ProbeResult", "ProbeStates", "Truth", "critic_values", "score"]
+__all__ = [
+    "GradientTruthProbe",
+    "Measurement",
+    "ProbeConfig",
+    "ProbeResult",
+    "ProbeStates",
+    "Truth",
+    "score_signals",
+]
