@@ -387,11 +387,10 @@ class DenoisePG(OffPolicyAlgorithm):
                 f"DenoisePG needs a DenoisePGPolicy (MlpPolicy, CnnPolicy, MultiInputPolicy or a subclass), got {name}. "
                 "Loading a file saved by another algorithm? Load it with that algorithm's class."
             )
-        # The caller's dict is never changed, and what is saved is what the caller gave (a model saved with
-        # policy_kwargs=pk loads with policy_kwargs=pk); files of 0.2.0 stored the head's switch in it
-        self.policy_kwargs = {key: value for key, value in self.policy_kwargs.items() if key != "gradient_head"}
-        given = self.policy_kwargs
-        # The policy builds the regression head only when the actor follows it
+        # The policy builds the regression head only when the actor follows it. The switch goes to the policy alone:
+        # the caller's dict is never changed and what is saved is what the caller gave (a model saved with
+        # policy_kwargs=pk loads with policy_kwargs=pk); files of 0.2.0 stored it there, it is dropped from those
+        given = {key: value for key, value in self.policy_kwargs.items() if key != "gradient_head"}
         self.policy_kwargs = {**given, "gradient_head": self.actor_gradient == "regression"}
         try:
             super()._setup_model()
