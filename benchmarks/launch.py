@@ -184,12 +184,13 @@ def submit(
     todo, skipped = plan_submission(runs, log_root, options.cluster)
     counts = ", ".join(f"{len(specs)} {reason}" for reason, specs in skipped.items())
     print(f"{len(runs)} runs: {counts}, {len(todo)} to submit")
-    if dry_run or not todo:
-        if todo:
-            parameters = " ".join(f"{key}={value}" for key, value in options.executor_parameters().items())
-            print(f"Would submit a job array of {len(todo)} tasks to {options.cluster} ({parameters}):")
-            for spec in todo:
-                print(f"  {spec}")
+    if not todo:
+        return []
+    if dry_run:
+        parameters = " ".join(f"{key}={value}" for key, value in options.executor_parameters().items())
+        print(f"Would submit a job array of {len(todo)} tasks to {options.cluster} ({parameters}):")
+        for spec in todo:
+            print(f"  {spec}")
         return []
     if options.cluster == "slurm" and shutil.which("sbatch") is None:
         raise SlurmError("SLURM is not reachable: `sbatch` is not on PATH (submit from a login node of the cluster)")
