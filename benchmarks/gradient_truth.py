@@ -381,6 +381,14 @@ def write_report(output_dir: Path, command: str, figure: bool = True) -> None:
     print(f"Wrote {output_dir / 'results.md'}")
 
 
+def _recorded_argument(argument: str) -> str:
+    """A command-line argument as the report records it: paths relative to the checkout, a folder outside it as DIR."""
+    if not Path(argument).exists():
+        return argument
+    relative = relative_path(argument)
+    return "DIR" if Path(relative).is_absolute() else relative
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stage", choices=["all", "measure", "score", "export"], default="all")
@@ -430,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.jobs,
                 lambda probe: f"scored {probe['algo']} {probe['env_id']} seed {probe['seed']} at {probe['steps']}",
             )
-    arguments = [relative_path(a) if Path(a).exists() else a for a in (argv if argv is not None else sys.argv[1:])]
+    arguments = [_recorded_argument(a) for a in (argv if argv is not None else sys.argv[1:])]
     write_report(output, "python -m benchmarks.gradient_truth " + " ".join(arguments), figure=not args.no_figure)
     return 0
 

@@ -7,8 +7,9 @@
 set -euo pipefail
 python_version=${1:-3.12}
 cd "$(dirname "$0")/../.."
-# WHEELS=probe: only what measure_truth.sh needs (no zoo, no rendering); WHEELS="name==version ...": that list
-probe="stable_baselines3==2.9.2 gymnasium==1.4.0 farama-notifications mujoco==4.0.1 mujoco-core==4.0.1"
+# WHEELS=probe: only what measure_truth.sh needs (no zoo; glfw and pyopengl because mujoco imports them);
+# WHEELS="name==version ...": that list
+probe="stable_baselines3==2.9.2 gymnasium==1.4.0 farama-notifications mujoco==4.0.1 mujoco-core==4.0.1 glfw pyopengl"
 full="stable_baselines3==2.9.2 sb3_contrib==2.9.2 rl_zoo3==2.9.2 gymnasium==1.4.0 farama-notifications shimmy
   sb3-team-hf-integration wasabi optuna==5.1.0 alembic sqlalchemy mako colorlog mujoco==4.0.1 mujoco-core==4.0.1
   mujoco-studio==4.0.1 glfw pyopengl"
