@@ -1,7 +1,7 @@
 """
 The ablation-only variants of DenoisePG: options that the library's ablations measured and did not keep, so that
 every committed ablation stays reproducible without the library carrying them (``benchmarks.ablation``). A model
-saved with one of them (by sb3-denoise-pg 0.1.0, where they were options of ``DenoisePG``) loads with
+saved with one of them (by sb3-denoise-pg 0.1.0 to 0.3.0, where they were options of ``DenoisePG``) loads with
 ``AblationDenoisePG.load``.
 
 - ``baseline_action="clean"``: the baseline at the clean replay action ``b(s, a)`` instead of ``b(s, a~)``; biased
@@ -15,6 +15,11 @@ saved with one of them (by sb3-denoise-pg 0.1.0, where they were options of ``De
   for the estimate) or as a schedule of the progress remaining (no gain over one level).
 - ``ResidualDenoiser`` (``use_residual_denoiser``): the conditional denoiser as the unconditional one plus a learned
   difference, so that errors common to both cancel in the score difference (``benchmarks.residual_denoiser``).
+- ``actor_gradient="regression"``: the actor follows a head ``G_omega(s, a)`` regressed on the estimates at their
+  ``(s, a~)`` and evaluated at ``mu_theta(s)`` (docs/estimator.rst, "From the estimate to the actor"); it never beat
+  following the estimates directly (docs/results.rst).
+- ``orthogonal_noise``: a transition's independent draws orthogonal to each other, each still ``N(0, I)``; no gain
+  measured over antithetic pairs (docs/results.rst).
 - ``anchor``: the anchored form, ``G = grad_a b(s, mu_theta(s)) + eta * (mean_k [G_k - lambda h_k] - c)``
   (docs/estimator.rst, "The anchored form (an ablation)"), the critic's own direction at the policy's action plus the data's
   correction of the critic's gradient measured at the replay action; ``eta`` fixed, or per batch by positive-part
@@ -28,13 +33,29 @@ from typing import Any, ClassVar
 import numpy as np
 import torch as th
 from stable_baselines3.common.torch_layers import create_mlp
-from stable_baselines3.common.type_aliases import Schedule
+from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
 from torch import nn
+from torch.nn import functional as F
 
-from sb3_denoise_pg.common.estimator import adaptive_anchor_coefficient, independent_draws, independent_units
-from sb3_denoise_pg.denoise_pg.denoise_pg import DenoisePG, Estimate, Samples, Sigma, _is_integer, _is_number, _require
-from sb3_denoise_pg.denoise_pg.policies import Denoiser
+from sb3_denoise_pg.common.estimator import (
+    _check_same_shape,
+    adaptive_anchor_coefficient,
+    independent_draws,
+    independent_units,
+    normalize_by_rms,
+    orthogonal_normal,
+)
+from sb3_denoise_pg.denoise_pg.denoise_pg import (
+    DenoisePG,
+    Estimate,
+    Samples,
+    Sigma,
+    _is_integer,
+    _is_number,
+    _require,
+)
+from sb3_denoise_pg.denoise_pg.policies import DenoisePGPolicy, Denoiser, _StateActionNet
 
 
 class AblationDenoisePG(DenoisePG):
@@ -46,12 +67,19 @@ class AblationDenoisePG(DenoisePG):
     :param baseline_reduction: ``"mean"`` (the library's), ``"min"`` or ``"first"`` of the critics
     :param actor_batch_window: When set, the actor's batch is drawn from this many most recent transitions
     :param condition_on_reward: ``False``: the denoiser's outcome is ``(s', done)`` only
+    :param orthogonal_noise: Whether a transition's independent draws are orthogonal directions with chi-distributed
+        norms (each still ``N(0, I)``) instead of independent Gaussians
+    :param actor_gradient: ``"direct"`` (the library's: the kernel-weighted estimates of the batch) or
+        ``"regression"`` (a head ``G_omega(s, a)`` fitted to the estimates, followed at ``mu_theta(s)``; it needs
+        ``critic_control_variate=None``)
     :param anchor: ``None`` (the library's score-difference estimate), the anchored form's ``eta`` (a number in
         ``[0, 1]``; ``0`` is TD3's direction from the baseline critic) or ``"adaptive"``. The anchored form's
         direction is taken at ``mu_theta(s)``: it needs ``actor_kernel_width=None`` and ``actor_gradient="direct"``.
     """
 
-    removed_options: ClassVar[dict[str, Any]] = {}
+    removed_options: ClassVar[dict[str, tuple[Any, str]]] = {}
+    _switches: ClassVar[tuple[str, ...]] = (*DenoisePG._switches, "orthogonal_noise")
+    gradient_head: "GradientHead | None"
 
     def __init__(
         self,
@@ -64,9 +92,13 @@ class AblationDenoisePG(DenoisePG):
         actor_batch_window: int | None = None,
         condition_on_reward: bool = True,
         anchor: float | str | None = None,
+        orthogonal_noise: bool = False,
+        actor_gradient: str = "direct",
         **kwargs: Any,
     ):
         self.anchor = anchor
+        self.orthogonal_noise = orthogonal_noise
+        self.actor_gradient = actor_gradient
         self.baseline_action = baseline_action
         self.baseline_reduction = baseline_reduction
         self.actor_batch_window = actor_batch_window
@@ -99,6 +131,17 @@ class AblationDenoisePG(DenoisePG):
         window = self.actor_batch_window
         valid_window = window is None or (_is_integer(window) and window >= 1)
         _require(valid_window, "actor_batch_window must be None or an integer >= 1", window)
+        _require(
+            self.actor_gradient in ("direct", "regression"),
+            "actor_gradient must be 'direct' or 'regression'",
+            self.actor_gradient,
+        )
+        # A regression head fits E[G | s, a~], and E[h | s, a~] is not zero: the control variate would bias it
+        _require(
+            self.critic_control_variate is None or self.actor_gradient == "direct",
+            "critic_control_variate needs actor_gradient='direct' (set critic_control_variate=None for 'regression')",
+            self.critic_control_variate,
+        )
         self._check_anchor()
 
     def _check_anchor(self) -> None:
@@ -121,7 +164,13 @@ class AblationDenoisePG(DenoisePG):
             )
 
     def _setup_model(self) -> None:
+        # Files of 0.2.0 also record the head in policy_kwargs: this class builds it from actor_gradient
+        self.policy_kwargs = {key: value for key, value in self.policy_kwargs.items() if key != "gradient_head"}
         super()._setup_model()
+        # Built after the policy, as its submodule: saved and restored with the policy's parameters
+        if self.actor_gradient == "regression":
+            self.policy.gradient_head = make_gradient_head(self.policy, self.lr_schedule)
+        self.gradient_head = getattr(self.policy, "gradient_head", None)
         if self.actor_batch_window is not None and isinstance(self.replay_buffer, HerReplayBuffer):
             raise ValueError(
                 "actor_batch_window samples transitions by position in the buffer, which HerReplayBuffer does not "
@@ -155,11 +204,13 @@ class AblationDenoisePG(DenoisePG):
 
     # ---- the anchored form --------------------------------------------------------------------------------------
 
-    def _direct_gradient(
+    def _actor_gradient(
         self, replay_data: Samples, estimate: Estimate, actions: th.Tensor, stats: dict[str, list[float]]
     ) -> tuple[th.Tensor, th.Tensor, th.Tensor | None]:
+        if self.actor_gradient == "regression":
+            return self._regression_gradient(replay_data, estimate, actions, stats), actions, None
         if self.anchor is None:
-            return super()._direct_gradient(replay_data, estimate, actions, stats)
+            return super()._actor_gradient(replay_data, estimate, actions, stats)
         critic_gradient = estimate.critic_gradient
         if critic_gradient is None:
             critic_gradient = self.critic_action_gradient(replay_data.observations, replay_data.actions)
@@ -169,6 +220,32 @@ class AblationDenoisePG(DenoisePG):
         stats["anchor_eta"].append(eta)
         anchor = self.critic_action_gradient(replay_data.observations, actions.detach())
         return anchor + eta * corrections.mean(dim=0), actions, None
+
+    # ---- the regression head and orthogonal draws -------------------------------------------------------------
+
+    def _regression_gradient(
+        self, replay_data: Samples, estimate: Estimate, actions: th.Tensor, stats: dict[str, list[float]]
+    ) -> th.Tensor:
+        """Fit ``G_omega`` to each draw's estimate at its ``(s, a~)``, then evaluate it at ``mu_theta(s)``."""
+        assert self.gradient_head is not None
+        # The actor only uses directions: per-batch normalised targets keep the regression's scale steady
+        targets = normalize_by_rms(estimate.per_draw) if self.normalize_action_gradient else estimate.per_draw
+        loss = gradient_regression_loss(self.gradient_head(replay_data.observations, estimate.noisy_actions), targets)
+        stats["gradient_head_loss"].append(self._checked("gradient_head_loss", loss))
+        self._step(self.gradient_head.optimizer, loss)
+        with th.no_grad():
+            return self.gradient_head(replay_data.observations, actions.detach().unsqueeze(0))[0]
+
+    def _trained_heads(self) -> list[str]:
+        return super()._trained_heads() + (["gradient_head"] if self.gradient_head is not None else [])
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "gradient_head"]
+
+    def draw_noise(self, actions: th.Tensor) -> th.Tensor:
+        if not self.orthogonal_noise:
+            return super().draw_noise(actions)
+        return orthogonal_normal(self.n_noise_samples, tuple(actions.shape), actions.device, self.antithetic)
 
     # ---- the outcome, the baseline and the actor's batch ------------------------------------------------------
 
@@ -206,6 +283,53 @@ class AblationDenoisePG(DenoisePG):
         window = min(self.actor_batch_window, size - 1 if buffer.full else size)
         offsets = np.random.randint(0, window, size=batch_size)
         return buffer._get_samples((buffer.pos - 1 - offsets) % buffer.buffer_size, env=self._vec_normalize_env)
+
+
+class GradientHead(_StateActionNet):
+    """
+    The regression head ``G_omega(s, a) ~ E[G_hat | s, a]`` (docs/estimator.rst, "From the estimate to the actor"): it
+    averages the score-difference estimates over the buffer and outputs a gradient as a value, so the actor can
+    follow it at ``mu_theta(s)`` without back-propagating through any network's input. Constructor arguments:
+    those of ``_StateActionNet``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        input_dim = self.features_dim + self.action_dim
+        self.gradient_net = nn.Sequential(*create_mlp(input_dim, self.action_dim, self.net_arch, self.activation_fn))
+
+    def forward(self, obs: PyTorchObs, actions: th.Tensor) -> th.Tensor:
+        """
+        :param obs: Batch of observations
+        :param actions: Several actions per state, shape ``(n_draws, batch, action_dim)``
+        :return: ``G_omega(s, a)``, shape ``(n_draws, batch, action_dim)``
+        """
+        features = self.extract_features(obs, self.features_extractor)
+        n_draws = actions.shape[0]
+        net_input = th.cat([features.expand(n_draws, *features.shape), actions], dim=2)
+        return self.gradient_net(net_input)
+
+
+def make_gradient_head(policy: DenoisePGPolicy, lr_schedule: Schedule) -> GradientHead:
+    """A :class:`GradientHead` for ``policy``: the critic's layer sizes, its own features extractor, its own optimizer."""
+    head_kwargs = policy._update_features_extractor(policy.net_args, None)
+    head_kwargs["net_arch"] = policy.critic_kwargs["net_arch"]
+    head = GradientHead(**head_kwargs).to(policy.device)
+    head.optimizer = policy.optimizer_class(head.parameters(), lr=lr_schedule(1), **policy.optimizer_kwargs)  # type: ignore[call-arg]
+    return head
+
+
+def gradient_regression_loss(predicted: th.Tensor, estimates: th.Tensor) -> th.Tensor:
+    """
+    Loss of the regression head ``G_omega``: the MSE to the estimates, minimised by ``E[G_hat | s, a~]``, which is
+    ``grad_a Q`` smoothed by the noise (docs/estimator.rst, eq. 5 and "From the estimate to the actor").
+
+    :param predicted: ``G_omega(s, a~)``, any shape
+    :param estimates: ``G_hat`` at the same ``(s, a~)``, same shape; never differentiated
+    :return: Scalar loss
+    """
+    _check_same_shape(predicted=predicted, estimates=estimates)
+    return F.mse_loss(predicted, estimates.detach())
 
 
 class ResidualDenoiser(Denoiser):

@@ -26,10 +26,13 @@ SETTINGS = [(None, False), ("optimal", False), (0.2, False), (1.0, False), (None
 
 
 def fit(dim: int, noise_std: float, tau: float, sigma: float, steps: int, n_transitions: int, seed: int):
-    """A DenoisePG (defaults, ``[128, 128]``) whose critic, denoiser and actor trained on behaviour transitions."""
+    """
+    A DenoisePG (defaults, ``[128, 128]``) whose critic, denoiser and actor trained on behaviour transitions; of the
+    ablations' class, which also draws orthogonal noise (the same model as ``DenoisePG`` at the same seed).
+    """
     from stable_baselines3.common.logger import configure
 
-    from sb3_denoise_pg import DenoisePG
+    from benchmarks.ablation_variants import AblationDenoisePG as DenoisePG
     from sb3_denoise_pg.envs import LinearGaussianWorld
 
     env = LinearGaussianWorld(action_dim=dim, noise_std=noise_std)

@@ -28,7 +28,7 @@ from benchmarks import RESULTS_DIR, markdown_table, provenance
 
 OUTPUT_DIR = RESULTS_DIR / "throughput"
 
-# Options that the library measured and did not keep (one-critic baseline, the anchored form) run through the
+# Options that the library measured and did not keep (one-critic baseline, regression head, anchored form) run through the
 # ablations' variant class, which takes them as keyword arguments with the same names and meaning
 ABLATION_DENOISE_PG = "benchmarks.ablation_variants:AblationDenoisePG"
 # Name -> (class, constructor overrides)
@@ -44,7 +44,7 @@ ALGOS: dict[str, tuple[str, dict[str, Any]]] = {
     "denoise_pg-4_draws-one_critic": (ABLATION_DENOISE_PG, {"n_noise_samples": 4, "baseline_reduction": "first"}),
     "denoise_pg-2_draws": ("sb3_denoise_pg:DenoisePG", {"n_noise_samples": 2}),
     "denoise_pg-2_draws-one_critic": (ABLATION_DENOISE_PG, {"n_noise_samples": 2, "baseline_reduction": "first"}),
-    "denoise_pg-regression": ("sb3_denoise_pg:DenoisePG", {"actor_gradient": "regression", "critic_control_variate": None}),
+    "denoise_pg-regression": (ABLATION_DENOISE_PG, {"actor_gradient": "regression", "critic_control_variate": None}),
     # Without the critic control variate (the default since 0.2.0): what its backward pass through the critics costs
     "denoise_pg-no_cv": ("sb3_denoise_pg:DenoisePG", {"critic_control_variate": None}),
     # Without the pre-activation penalty (0.01 by default, chosen by the HalfCheetah ablation): what it costs

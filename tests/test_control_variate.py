@@ -166,7 +166,7 @@ def _effective_gradient(model, batch) -> th.Tensor:
     estimate = model.estimate(batch)
     with th.no_grad():
         actions = model.actor(batch.observations)
-    rows, _, weights = model._direct_gradient(batch, estimate, actions, defaultdict(list))
+    rows, _, weights = model._actor_gradient(batch, estimate, actions, defaultdict(list))
     total_weight = th.exp(
         kernel_log_weights(estimate.noisy_actions, actions.expand_as(estimate.noise), model.actor_kernel_width)
     ).sum()

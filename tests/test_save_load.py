@@ -1,5 +1,8 @@
 """Save/load, set_env, replay buffers, seeding and train/eval mode (adapted from SB3's test_save_load and
-test_train_eval_mode, with the optimizer comparison that SB3's tests skip)."""
+test_train_eval_mode, with the optimizer comparison that SB3's tests skip); models saved by earlier versions load."""
+
+import json
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -43,7 +46,6 @@ def trained(small):
         denoiser_sigma=0.3,
         cond_dropout=0.3,
         critic_control_variate=0.5,
-        orthogonal_noise=True,
         **small,
     )
     return model.learn(300)
@@ -73,7 +75,6 @@ def test_save_load_round_trip(trained, tmp_path):
         "n_noise_samples",
         "policy_delay",
         "critic_control_variate",
-        "orthogonal_noise",
     ):
         assert getattr(loaded, attr) == getattr(trained, attr)
     # Training goes on after loading
@@ -123,9 +124,7 @@ def _train(seed: int, settings: dict) -> DenoisePG:
     return DenoisePG("MlpPolicy", "Pendulum-v1", seed=seed, action_noise=noise, **settings).learn(250)
 
 
-@pytest.mark.parametrize("orthogonal_noise", [False, True])
-def test_same_seed_same_results(small, orthogonal_noise):
-    small["orthogonal_noise"] = orthogonal_noise
+def test_same_seed_same_results(small):
     a, b, c = _train(3, small), _train(3, small), _train(4, small)
     _assert_same_tensors(a.policy.state_dict(), b.policy.state_dict())
     np.testing.assert_array_equal(a.replay_buffer.actions, b.replay_buffer.actions)
@@ -211,3 +210,40 @@ def test_a_model_saved_with_sigma_levels_refuses_to_load(trained, tmp_path):
     trained.save(tmp_path / "old.zip")
     with pytest.raises(ValueError, match=r"denoiser_sigma must be a finite number > 0 \(sigma levels and schedules"):
         DenoisePG.load(tmp_path / "old.zip")
+
+
+SAVED_MODELS = Path(__file__).parent / "fixtures" / "saved_models"
+
+
+def _recorded(version: str, name: str) -> dict:
+    return json.loads((SAVED_MODELS / f"denoise_pg-{version}.json").read_text())[f"denoise_pg-{version}-{name}"]
+
+
+@pytest.mark.parametrize("version", ["0.2.0", "0.3.0"])
+def test_a_model_saved_by_an_earlier_version_loads_acts_the_same_and_learns_on(version):
+    recorded = _recorded(version, "defaults")
+    loaded = DenoisePG.load(SAVED_MODELS / f"denoise_pg-{version}-defaults.zip", env=gym.make("Pendulum-v1"))
+    observations = np.array(recorded["observations"], dtype=np.float32)
+    np.testing.assert_allclose(loaded.predict(observations, deterministic=True)[0], recorded["actions"], rtol=1e-6)
+    assert not any(hasattr(loaded, name) for name in ("orthogonal_noise", "actor_gradient", "gradient_head"))
+    assert all(optimizer.state for optimizer in _optimizers(loaded).values()), "optimizer state was not restored"
+    loaded.learn(60, reset_num_timesteps=False)
+
+
+@pytest.mark.parametrize("version", ["0.2.0", "0.3.0"])
+def test_a_policy_saved_by_an_earlier_version_loads(version):
+    recorded = _recorded(version, "defaults")
+    policy = DenoisePGPolicy.load(SAVED_MODELS / f"denoise_pg_policy-{version}.pkl")
+    observations = np.array(recorded["observations"], dtype=np.float32)
+    np.testing.assert_allclose(policy.predict(observations, deterministic=True)[0], recorded["actions"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("version", ["0.2.0", "0.3.0"])
+def test_a_model_saved_with_the_options_that_left_in_0_3_0_refuses_to_load_naming_them(version):
+    with pytest.raises(ValueError, match=r"saved with orthogonal_noise=True.*since version 0\.3\.0.*AblationDenoisePG"):
+        DenoisePG.load(SAVED_MODELS / f"denoise_pg-{version}-regression-orthogonal.zip")
+
+
+def test_the_regression_head_is_not_a_policy_option_any_more():
+    with pytest.raises(ValueError, match="regression head left the library"):
+        DenoisePG("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(gradient_head=True))

@@ -27,7 +27,6 @@ ESTIMATOR_KEYS = (
     "cond_dropout",
     "normalize_action_gradient",
     "critic_control_variate",
-    "orthogonal_noise",
     "actor_preactivation_penalty",
 )
 REQUIRED_DENOISE_PG_ENVS = (

@@ -369,19 +369,6 @@ def denoising_loss(denoised: th.Tensor, clean_actions: th.Tensor, sigma: float |
     return ((denoised - clean_actions).pow(2) / sigma**2).mean()
 
 
-def gradient_regression_loss(predicted: th.Tensor, estimates: th.Tensor) -> th.Tensor:
-    """
-    Loss of the regression head ``G_omega``: the MSE to the estimates, minimised by ``E[G_hat | s, a~]``, which is
-    ``grad_a Q`` smoothed by the noise (docs/estimator.rst, eq. 5 and "From the estimate to the actor").
-
-    :param predicted: ``G_omega(s, a~)``, any shape
-    :param estimates: ``G_hat`` at the same ``(s, a~)``, same shape; never differentiated
-    :return: Scalar loss
-    """
-    _check_same_shape(predicted=predicted, estimates=estimates)
-    return F.mse_loss(predicted, estimates.detach())
-
-
 def td_loss(current_q_values: tuple[th.Tensor, ...], td_targets: th.Tensor) -> th.Tensor:
     """
     Sum over the critics of the MSE to the TD target (clipped double-Q, as TD3).

@@ -23,11 +23,9 @@ from sb3_denoise_pg.common.estimator import (
     cosine_similarity,
     critic_control_variate,
     denoising_loss,
-    gradient_regression_loss,
     kernel_localised_rows,
     normalize_by_rms,
     optimal_cv_coefficient,
-    orthogonal_normal,
     preactivation_penalty,
     saturation,
     score_difference_gradient,
@@ -37,7 +35,6 @@ from sb3_denoise_pg.denoise_pg.policies import (
     CnnPolicy,
     DenoisePGPolicy,
     Denoiser,
-    GradientHead,
     MlpPolicy,
     MultiInputPolicy,
 )
@@ -47,13 +44,15 @@ SelfDenoisePG = TypeVar("SelfDenoisePG", bound="DenoisePG")
 Samples = ReplayBufferSamples | DictReplayBufferSamples
 Sigma = float | th.Tensor  # one noise scale for the batch, or one per transition (shape (batch, 1))
 
-# Options of version 0.1.0 that left the library, with the value that made them a no-op. They live on, for the
-# ablations, in benchmarks.ablation_variants.AblationDenoisePG.
-REMOVED_OPTIONS: dict[str, Any] = {
-    "baseline_action": "noised",
-    "baseline_reduction": "mean",
-    "actor_batch_window": None,
-    "condition_on_reward": True,
+# Options that left the library: the value that made each a no-op, and the version that no longer has it. They live
+# on, for the ablations, in benchmarks.ablation_variants.AblationDenoisePG.
+REMOVED_OPTIONS: dict[str, tuple[Any, str]] = {
+    "baseline_action": ("noised", "0.2.0"),
+    "baseline_reduction": ("mean", "0.2.0"),
+    "actor_batch_window": (None, "0.2.0"),
+    "condition_on_reward": (True, "0.2.0"),
+    "orthogonal_noise": (False, "0.3.0"),
+    "actor_gradient": ("direct", "0.3.0"),
 }
 
 
@@ -162,12 +161,10 @@ class DenoisePG(OffPolicyAlgorithm):
         action space ``[-1, 1]``); trades bias (large) against variance (small). A number > 0.
     :param n_noise_samples: Number of noise draws ``z`` averaged per transition, in one batched pass. Must be >= 1.
     :param antithetic: Whether the noise draws come in antithetic pairs ``(z, -z)``
-    :param orthogonal_noise: Whether a transition's independent draws are orthogonal directions with chi-distributed
-        norms (each still ``N(0, I)``) instead of independent Gaussians
     :param critic_control_variate: Subtract ``lambda * (z z^T - I) grad_a b(s, a)`` from each draw's estimate
         (``docs/estimator.rst``, eq. 6; unbiased for any ``lambda``): ``"optimal"`` fits the variance-minimising
         ``lambda`` on each batch (clipped to ``[0, 1]``), a number in ``[0, 1]`` fixes it, ``None`` turns it off.
-        It costs one backward pass through the critics per actor step. Not with ``actor_gradient="regression"``.
+        It costs one backward pass through the critics per actor step.
     :param cond_dropout: Probability that a denoiser training sample sees the null outcome instead of its own,
         so that the same network learns ``D(a~ | s)``. In ``[0, 1)``.
     :param normalize_action_gradient: Whether to divide the batch's ``G_hat`` by its root-mean-square before the
@@ -177,11 +174,7 @@ class DenoisePG(OffPolicyAlgorithm):
         error into a common push on every action)
     :param actor_kernel_width: Width (per action dimension, scaled space) of the Gaussian kernel that weights each
         draw's ``G_hat`` in the actor update by how close its noised action ``a~`` is to the current policy's
-        action: ``G_hat`` is a gradient at an old action. ``None`` gives the plain average. Only for
-        ``actor_gradient="direct"``.
-    :param actor_gradient: What the actor follows: ``"direct"``, the (kernel-weighted) estimates of its batch, or
-        ``"regression"``, a head ``G_omega(s, a)`` regressed on the estimates at their ``(s, a~)`` and evaluated
-        at ``mu_theta(s)`` (``docs/estimator.rst``, "From the estimate to the actor")
+        action: ``G_hat`` is a gradient at an old action. ``None`` gives the plain average.
     :param actor_preactivation_penalty: Weight ``lambda`` of ``lambda * mean_i ||u_i||^2`` added to the actor loss,
         ``u = atanh(mu_theta(s))`` the actor's output before its tanh. A noisy gradient makes the pre-activations
         random-walk outward, where tanh flattens and no gradient brings them back (the actor saturates); the
@@ -204,14 +197,15 @@ class DenoisePG(OffPolicyAlgorithm):
     # Gradient steps between two records of the diagnostics (they cost a critic backward pass: ~15% of a step)
     diagnostics_interval: ClassVar[int] = 100
     # Saved options a model of this class refuses to load (a subclass that still has them empties it)
-    removed_options: ClassVar[dict[str, Any]] = REMOVED_OPTIONS
+    removed_options: ClassVar[dict[str, tuple[Any, str]]] = REMOVED_OPTIONS
+    # Options that must be booleans (a string such as "no" is truthy)
+    _switches: ClassVar[tuple[str, ...]] = ("antithetic", "normalize_action_gradient", "center_advantages")
     policy: DenoisePGPolicy
     actor: Actor
     actor_target: Actor
     critic: ContinuousCritic
     critic_target: ContinuousCritic
     denoiser: Denoiser
-    gradient_head: GradientHead | None
 
     def __init__(
         self,
@@ -236,13 +230,11 @@ class DenoisePG(OffPolicyAlgorithm):
         denoiser_sigma: float = 0.2,
         n_noise_samples: int = 8,
         antithetic: bool = True,
-        orthogonal_noise: bool = False,
         critic_control_variate: str | float | None = "optimal",
         cond_dropout: float = 0.5,
         normalize_action_gradient: bool = True,
         center_advantages: bool = True,
         actor_kernel_width: float | None = 0.2,
-        actor_gradient: str = "direct",
         actor_preactivation_penalty: float = 0.01,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
@@ -260,13 +252,11 @@ class DenoisePG(OffPolicyAlgorithm):
         self.denoiser_sigma = denoiser_sigma
         self.n_noise_samples = n_noise_samples
         self.antithetic = antithetic
-        self.orthogonal_noise = orthogonal_noise
         self.critic_control_variate = critic_control_variate
         self.cond_dropout = cond_dropout
         self.normalize_action_gradient = normalize_action_gradient
         self.center_advantages = center_advantages
         self.actor_kernel_width = actor_kernel_width
-        self.actor_gradient = actor_gradient
         self.actor_preactivation_penalty = actor_preactivation_penalty
         self._check_hyperparameters()
         if self.cond_dropout == 0:
@@ -316,7 +306,7 @@ class DenoisePG(OffPolicyAlgorithm):
         """Raise a ``ValueError`` naming the first hyperparameter out of its range (at construction and at load)."""
         self._check_sigma()
         _require(_is_integer(self.batch_size) and self.batch_size >= 1, "batch_size must be an integer >= 1", self.batch_size)
-        for name in ("antithetic", "orthogonal_noise", "normalize_action_gradient", "center_advantages"):
+        for name in self._switches:
             _require(_is_bool(getattr(self, name)), f"{name} must be True or False", getattr(self, name))
         _require(
             _is_integer(self.n_noise_samples) and self.n_noise_samples >= 1,
@@ -337,11 +327,6 @@ class DenoisePG(OffPolicyAlgorithm):
             self.actor_kernel_width,
         )
         _require(
-            self.actor_gradient in ("direct", "regression"),
-            "actor_gradient must be 'direct' or 'regression'",
-            self.actor_gradient,
-        )
-        _require(
             _is_number(self.actor_preactivation_penalty) and self.actor_preactivation_penalty >= 0,
             "actor_preactivation_penalty must be a finite number >= 0",
             self.actor_preactivation_penalty,
@@ -352,22 +337,16 @@ class DenoisePG(OffPolicyAlgorithm):
             "critic_control_variate must be None, 'optimal' or a number in [0, 1]",
             cv,
         )
-        # A regression head fits E[G | s, a~], and E[h | s, a~] is not zero: the control variate would bias it
-        _require(
-            cv is None or self.actor_gradient == "direct",
-            "critic_control_variate needs actor_gradient='direct' (set critic_control_variate=None for 'regression')",
-            cv,
-        )
 
     def _check_removed_options(self) -> None:
         """A model saved with an option the library no longer has: dropped at its no-op value, refused otherwise."""
-        for name, no_op in self.removed_options.items():
+        for name, (no_op, version) in self.removed_options.items():
             if name not in self.__dict__:
                 continue
             value = self.__dict__.pop(name)
             if value != no_op:
                 raise ValueError(
-                    f"This model was saved with {name}={value!r}, an option DenoisePG no longer has (since version 0.2.0; "
+                    f"This model was saved with {name}={value!r}, an option DenoisePG no longer has (since version {version}; "
                     f"only {name}={no_op!r} loads into DenoisePG). Load it with "
                     "benchmarks.ablation_variants.AblationDenoisePG, which keeps the ablation-only options."
                 )
@@ -387,15 +366,11 @@ class DenoisePG(OffPolicyAlgorithm):
                 f"DenoisePG needs a DenoisePGPolicy (MlpPolicy, CnnPolicy, MultiInputPolicy or a subclass), got {name}. "
                 "Loading a file saved by another algorithm? Load it with that algorithm's class."
             )
-        # The policy builds the regression head only when the actor follows it. The switch goes to the policy alone:
-        # the caller's dict is never changed and what is saved is what the caller gave (a model saved with
-        # policy_kwargs=pk loads with policy_kwargs=pk); files of 0.2.0 stored it there, it is dropped from those
-        given = {key: value for key, value in self.policy_kwargs.items() if key != "gradient_head"}
-        self.policy_kwargs = {**given, "gradient_head": self.actor_gradient == "regression"}
-        try:
-            super()._setup_model()
-        finally:
-            self.policy_kwargs = given
+        # Files of 0.2.0 stored the policy's switch of the regression head (now an ablation variant) in policy_kwargs:
+        # off, it is dropped; on, the policy refuses it
+        if self.policy_kwargs.get("gradient_head") is False:
+            self.policy_kwargs = {key: value for key, value in self.policy_kwargs.items() if key != "gradient_head"}
+        super()._setup_model()
         self._create_aliases()
         self._next_diagnostics = 0
         # Batch norm running statistics are copied to the targets, not averaged (SB3 issue #996)
@@ -412,7 +387,6 @@ class DenoisePG(OffPolicyAlgorithm):
         self.critic = self.policy.critic
         self.critic_target = self.policy.critic_target
         self.denoiser = self.policy.denoiser
-        self.gradient_head = self.policy.gradient_head
 
     # ---- the estimator: one pipeline, noise -> denoise -> baseline -> G_hat -> control variate -------------
 
@@ -438,13 +412,12 @@ class DenoisePG(OffPolicyAlgorithm):
 
     def draw_noise(self, actions: th.Tensor) -> th.Tensor:
         """
-        The unit-scale draws ``z`` of a batch: ``n_noise_samples`` per transition, antithetic and orthogonal as set.
+        The unit-scale draws ``z`` of a batch: ``n_noise_samples`` per transition, in antithetic pairs when set.
 
         :param actions: The replay actions, shape ``(batch, action_dim)``
         :return: Shape ``(n_noise_samples, batch, action_dim)``
         """
-        draw = orthogonal_normal if self.orthogonal_noise else antithetic_normal
-        return draw(self.n_noise_samples, tuple(actions.shape), actions.device, self.antithetic)
+        return antithetic_normal(self.n_noise_samples, tuple(actions.shape), actions.device, self.antithetic)
 
     def _encode(self, replay_data: Samples, reward_known: bool = True) -> tuple[th.Tensor, th.Tensor]:
         """The denoiser's features of ``s`` and of the outcome ``o = (s', r, done)`` (reward masked when not known)."""
@@ -634,10 +607,13 @@ class DenoisePG(OffPolicyAlgorithm):
         collect_random_transitions(self.env, collect_steps, buffer, self.policy.scale_action)
         return buffer
 
-    def _direct_gradient(
+    def _actor_gradient(
         self, replay_data: Samples, estimate: Estimate, actions: th.Tensor, stats: dict[str, list[float]]
     ) -> tuple[th.Tensor, th.Tensor, th.Tensor | None]:
-        """The batch's estimates as the actor's gradient: per draw and kernel-weighted when a width is set."""
+        """
+        The gradient the actor follows, the actions it is taken at and their weights: the batch's estimates, per draw
+        and kernel-weighted when a width is set (plain, with ``None`` weights, without one).
+        """
         if self.actor_kernel_width is None:
             return estimate.gradient, actions, None
         # Each draw's estimate is a gradient at its a~, weighted by the distance of a~ (not of the replay action
@@ -655,19 +631,6 @@ class DenoisePG(OffPolicyAlgorithm):
         stats["actor_kernel_ess"].append((draw_weights.sum().pow(2) / draw_weights.pow(2).sum() / len(draw_weights)).item())
         return rows, row_actions, weights
 
-    def _regression_gradient(
-        self, replay_data: Samples, estimate: Estimate, actions: th.Tensor, stats: dict[str, list[float]]
-    ) -> th.Tensor:
-        """Fit ``G_omega`` to each draw's estimate at its ``(s, a~)``, then evaluate it at ``mu_theta(s)``."""
-        assert self.gradient_head is not None
-        # The actor only uses directions: per-batch normalised targets keep the regression's scale steady
-        targets = normalize_by_rms(estimate.per_draw) if self.normalize_action_gradient else estimate.per_draw
-        loss = gradient_regression_loss(self.gradient_head(replay_data.observations, estimate.noisy_actions), targets)
-        stats["gradient_head_loss"].append(self._checked("gradient_head_loss", loss))
-        self._step(self.gradient_head.optimizer, loss)
-        with th.no_grad():
-            return self.gradient_head(replay_data.observations, actions.detach().unsqueeze(0))[0]
-
     def _update_actor(
         self, replay_data: Samples, td_targets: th.Tensor, stats: dict[str, list[float]]
     ) -> tuple[Samples, Estimate]:
@@ -675,10 +638,7 @@ class DenoisePG(OffPolicyAlgorithm):
         estimate = self.estimate(replay_data, td_targets)
         preactivations = self._actor_preactivations(replay_data.observations)
         actions = th.tanh(preactivations)
-        if self.actor_gradient == "regression":
-            gradient, policy_actions, weights = self._regression_gradient(replay_data, estimate, actions, stats), actions, None
-        else:
-            gradient, policy_actions, weights = self._direct_gradient(replay_data, estimate, actions, stats)
+        gradient, policy_actions, weights = self._actor_gradient(replay_data, estimate, actions, stats)
         if self.normalize_action_gradient:
             gradient = normalize_by_rms(gradient)
         loss = actor_loss_from_gradient(policy_actions, gradient, weights)
@@ -779,8 +739,8 @@ class DenoisePG(OffPolicyAlgorithm):
                 raise
             # torch's message lists keys and shapes: say which options can cause it
             raise ValueError(
-                "The saved parameters do not fit this model's networks: an option that shapes them (actor_gradient, "
-                "policy_kwargs, the spaces) differs from the saved model's. Load without changing it."
+                "The saved parameters do not fit this model's networks: an option that shapes them (policy_kwargs, "
+                "the spaces) differs from the saved model's. Load without changing it."
             ) from error
 
     def _excluded_save_params(self) -> list[str]:
@@ -791,7 +751,6 @@ class DenoisePG(OffPolicyAlgorithm):
             "actor_target",
             "critic_target",
             "denoiser",
-            "gradient_head",
             "_batch_norm_stats",
             "_batch_norm_stats_target",
         ]
@@ -801,7 +760,7 @@ class DenoisePG(OffPolicyAlgorithm):
 
     def _trained_heads(self) -> list[str]:
         """The networks with an optimizer: one list for the learning-rate schedule and for save/load."""
-        return ["actor", "critic", "denoiser"] + (["gradient_head"] if self.gradient_head is not None else [])
+        return ["actor", "critic", "denoiser"]
 
 
 def _per_row(sigma: Sigma, n_draws: int) -> Sigma:

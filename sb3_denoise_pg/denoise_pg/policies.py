@@ -25,8 +25,8 @@ def concat_observations(obs: PyTorchObs, next_obs: PyTorchObs) -> PyTorchObs:
 
 class _StateActionNet(BaseModel):
     """
-    What the denoiser and the regression head share: an MLP on the features of ``s`` and an action, with its own
-    features extractor; the constructor arguments are kept for ``save``/``load``.
+    A network on the features of ``s`` and an action, with its own features extractor (the denoiser's base, and of
+    the ablations' heads); the constructor arguments are kept for ``save``/``load``.
 
     :param observation_space: Observation space
     :param action_space: Action space
@@ -143,31 +143,6 @@ class Denoiser(_StateActionNet):
         return denoised[:n_rows], denoised[n_rows:]
 
 
-class GradientHead(_StateActionNet):
-    """
-    The regression head ``G_omega(s, a) ~ E[G_hat | s, a]`` (docs/estimator.rst, "From the estimate to the actor"): it
-    averages the score-difference estimates over the buffer and outputs a gradient as a value, so the actor can
-    follow it at ``mu_theta(s)`` without back-propagating through any network's input. Constructor arguments:
-    those of ``_StateActionNet``.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        input_dim = self.features_dim + self.action_dim
-        self.gradient_net = nn.Sequential(*create_mlp(input_dim, self.action_dim, self.net_arch, self.activation_fn))
-
-    def forward(self, obs: PyTorchObs, actions: th.Tensor) -> th.Tensor:
-        """
-        :param obs: Batch of observations
-        :param actions: Several actions per state, shape ``(n_draws, batch, action_dim)``
-        :return: ``G_omega(s, a)``, shape ``(n_draws, batch, action_dim)``
-        """
-        features = self.extract_features(obs, self.features_extractor)
-        n_draws = actions.shape[0]
-        net_input = th.cat([features.expand(n_draws, *features.shape), actions], dim=2)
-        return self.gradient_net(net_input)
-
-
 class DenoisePGPolicy(TD3Policy):
     """
     Policy class for DenoisePG: TD3's actor and twin critic (with their targets), plus the denoiser.
@@ -187,8 +162,8 @@ class DenoisePGPolicy(TD3Policy):
     :param share_features_extractor: Whether to share or not the features extractor
         between the actor and the critic (the denoiser always has its own)
     :param denoiser_net_arch: Hidden layer sizes of the denoiser; the critic's when ``None``
-    :param gradient_head: Whether to build the regression head ``G_omega(s, a)`` (with the critic's layer sizes
-        and its own features extractor); ``DenoisePG(actor_gradient="regression")`` asks for it
+    :param gradient_head: Recorded by policies saved with versions 0.2.0 and 0.3.0, whose regression head is now an
+        ablation variant (``benchmarks.ablation_variants``): only ``False`` is accepted
     """
 
     def __init__(
@@ -209,8 +184,12 @@ class DenoisePGPolicy(TD3Policy):
         gradient_head: bool = False,
     ):
         # Read by _build(), which the parent constructor calls
+        if gradient_head is not False:
+            raise ValueError(
+                "gradient_head: the regression head left the library in version 0.3.0; "
+                "it is benchmarks.ablation_variants.AblationDenoisePG(actor_gradient='regression')"
+            )
         self.denoiser_net_arch = denoiser_net_arch
-        self.use_gradient_head = gradient_head
         super().__init__(
             observation_space,
             action_space,
@@ -234,16 +213,6 @@ class DenoisePGPolicy(TD3Policy):
             lr=lr_schedule(1),  # type: ignore[call-arg]
             **self.optimizer_kwargs,
         )
-        self.gradient_head: GradientHead | None = None
-        if self.use_gradient_head:
-            head_kwargs = self._update_features_extractor(self.net_args, None)
-            head_kwargs["net_arch"] = self.critic_kwargs["net_arch"]
-            self.gradient_head = GradientHead(**head_kwargs).to(self.device)
-            self.gradient_head.optimizer = self.optimizer_class(
-                self.gradient_head.parameters(),
-                lr=lr_schedule(1),  # type: ignore[call-arg]
-                **self.optimizer_kwargs,
-            )
 
     def make_denoiser(self, features_extractor: BaseFeaturesExtractor | None = None) -> Denoiser:
         denoiser_kwargs = self._update_features_extractor(self.net_args, features_extractor)
@@ -255,14 +224,12 @@ class DenoisePGPolicy(TD3Policy):
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
-        data.update(denoiser_net_arch=self.denoiser_net_arch, gradient_head=self.use_gradient_head)
+        data.update(denoiser_net_arch=self.denoiser_net_arch)
         return data
 
     def set_training_mode(self, mode: bool) -> None:
         super().set_training_mode(mode)
         self.denoiser.set_training_mode(mode)
-        if self.gradient_head is not None:
-            self.gradient_head.set_training_mode(mode)
 
     def critic_features(self, obs: PyTorchObs) -> th.Tensor:
         """Critic features of ``obs``, computed once so that many actions can be scored at the same states."""

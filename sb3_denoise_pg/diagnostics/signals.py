@@ -132,7 +132,8 @@ def actor_update_gradient(model: DenoisePG, batch: Samples, estimate: Estimate, 
     """
     What DenoisePG's actor step does with ``estimate`` at ``mu(s)``, per state: with a kernel width, the kernel-weighted
     sum of the state's draws (and its control variate's add-back row), each state's total weight its share of the
-    batch's; without one, the draw-averaged estimate; with the regression head, the head at ``mu(s)``. The sum over
+    batch's; without one, the draw-averaged estimate; for a model whose actor follows a gradient head (the regression
+    ablation, ``benchmarks.ablation_variants``), the head at ``mu(s)``. The sum over
     states of these vectors pushed through the actor's Jacobian is the actor's update (up to its RMS normalisation).
 
     :param model: A DenoisePG
@@ -141,7 +142,7 @@ def actor_update_gradient(model: DenoisePG, batch: Samples, estimate: Estimate, 
     :param actions: ``mu(s)`` of the batch, shape ``(batch, action_dim)``
     :return: Shape ``(batch, action_dim)``
     """
-    if model.actor_gradient == "regression":
+    if getattr(model, "gradient_head", None) is not None:
         with th.no_grad():
             return model.gradient_head(batch.observations, actions.unsqueeze(0))[0]
     if model.actor_kernel_width is None:

@@ -1,12 +1,14 @@
 """
 The ablation-only variants of ``benchmarks.ablation_variants.AblationDenoisePG`` (options that left the library): the
 recency window of the actor's batch, s'-only conditioning, the baseline's reduction of the critics and its clean-action
-form, annealed sigma, several sigma levels and the anchored form. Their bad values keep their clear errors, and models
-saved with them load with this class.
+form, annealed sigma, several sigma levels, the anchored form, the regression head and orthogonal draws. Their bad
+values keep their clear errors, and models saved with them load with this class.
 """
 
 import copy
+import json
 from collections import defaultdict
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -147,6 +149,9 @@ def test_a_schedule_that_leaves_the_positive_numbers_fails_clearly(small):
         (dict(anchor="auto", actor_kernel_width=None), r"anchor must be None, 'adaptive' or a number in \[0, 1\]"),
         (dict(anchor=0.5), r"anchor takes its direction at mu_theta\(s\): it needs actor_kernel_width=None"),
         (dict(anchor="adaptive", actor_kernel_width=None, n_noise_samples=2), r"n_noise_samples >= 4 with antithetic"),
+        (dict(actor_gradient="critic"), "actor_gradient must be 'direct' or 'regression'"),
+        (dict(actor_gradient="regression"), r"critic_control_variate needs actor_gradient='direct'"),
+        (dict(orthogonal_noise="no"), "orthogonal_noise must be True or False"),
     ],
 )
 def test_bad_ablation_options(kwargs, message):
@@ -155,7 +160,13 @@ def test_bad_ablation_options(kwargs, message):
 
 
 def test_the_library_refuses_the_ablation_options_with_a_pointer_to_this_class():
-    for kwargs in (dict(baseline_action="clean"), dict(actor_batch_window=10), dict(condition_on_reward=False)):
+    for kwargs in (
+        dict(baseline_action="clean"),
+        dict(actor_batch_window=10),
+        dict(condition_on_reward=False),
+        dict(actor_gradient="regression"),
+        dict(orthogonal_noise=True),
+    ):
         with pytest.raises(TypeError):
             DenoisePG("MlpPolicy", "Pendulum-v1", **kwargs)
     with pytest.raises(ValueError, match=r"denoiser_sigma must be a finite number > 0 .*AblationDenoisePG"):
@@ -244,7 +255,7 @@ def test_anchor_zero_follows_the_critic_at_the_policy_action(small):
     model = AblationDenoisePG("MlpPolicy", "Pendulum-v1", seed=0, anchor=0.0, **ANCHORED, **small).learn(100)
     batch = model.replay_buffer.sample(32)
     actions = model.actor(batch.observations)
-    gradient, row_actions, weights = model._direct_gradient(batch, model.estimate(batch), actions, defaultdict(list))
+    gradient, row_actions, weights = model._actor_gradient(batch, model.estimate(batch), actions, defaultdict(list))
     assert weights is None and row_actions is actions
     th.testing.assert_close(gradient, model.critic_action_gradient(batch.observations, actions))
 
@@ -255,7 +266,7 @@ def test_anchor_one_adds_the_data_correction_at_the_replay_action(small):
     actions = model.actor(batch.observations)
     th.manual_seed(1)
     estimate = model.estimate(batch)
-    gradient, _, _ = model._direct_gradient(batch, estimate, actions, defaultdict(list))
+    gradient, _, _ = model._actor_gradient(batch, estimate, actions, defaultdict(list))
     expected = (
         model.critic_action_gradient(batch.observations, actions)
         + estimate.gradient
@@ -270,4 +281,91 @@ def test_adaptive_anchor_trains_logs_eta_and_survives_save_load(tmp_path, small)
     model.save(tmp_path / "model.zip")
     loaded = AblationDenoisePG.load(tmp_path / "model.zip", env=gym.make("Pendulum-v1"))
     assert loaded.anchor == "adaptive"
+    loaded.learn(60, reset_num_timesteps=False)
+
+
+# The regression head fits E[G | s, a~], where the control variate has no zero mean: it runs without it
+REGRESSION = dict(actor_gradient="regression", critic_control_variate=None)
+
+
+def test_regression_head_trains_saves_and_loads(tmp_path, small):
+    model = AblationDenoisePG("MlpPolicy", "Pendulum-v1", seed=0, **REGRESSION, **small)
+    model.learn(200)
+    assert model.gradient_head is model.policy.gradient_head is not None
+    assert model.gradient_head.optimizer.state, "the regression head was never stepped"
+    assert "gradient_head.optimizer" in model._get_torch_save_params()[0]
+    assert "train/gradient_head_loss" in model.logger.name_to_value
+
+    model.save(tmp_path / "model.zip")
+    loaded = AblationDenoisePG.load(tmp_path / "model.zip", env=gym.make("Pendulum-v1"))
+    assert loaded.actor_gradient == "regression" and loaded.gradient_head is loaded.policy.gradient_head
+    for key, value in model.gradient_head.state_dict().items():
+        th.testing.assert_close(loaded.gradient_head.state_dict()[key], value, rtol=0, atol=0)
+    saved_state = model.gradient_head.optimizer.state_dict()["state"]
+    for index, state in loaded.gradient_head.optimizer.state_dict()["state"].items():
+        th.testing.assert_close(state["exp_avg"], saved_state[index]["exp_avg"], rtol=0, atol=0)
+    loaded.learn(60, reset_num_timesteps=False)
+
+
+def test_direct_form_has_no_regression_head(small):
+    model = AblationDenoisePG("MlpPolicy", "Pendulum-v1", seed=0, **small)
+    assert model.gradient_head is None
+    assert not any(name.startswith("gradient_head") for name in model._get_torch_save_params()[0])
+    assert not hasattr(DenoisePG("MlpPolicy", "Pendulum-v1", **small), "gradient_head")
+
+
+def test_loading_with_an_option_that_adds_a_network_is_refused_with_a_message(tmp_path, small):
+    AblationDenoisePG("MlpPolicy", "Pendulum-v1", **small).save(tmp_path / "direct")
+    with pytest.raises(ValueError, match="an option that shapes them"):
+        AblationDenoisePG.load(tmp_path / "direct", actor_gradient="regression", critic_control_variate=None)
+
+
+@pytest.mark.parametrize("orthogonal_noise", [False, True])
+def test_same_seed_same_results_with_either_draws(small, orthogonal_noise):
+    def run(seed: int) -> AblationDenoisePG:
+        model = AblationDenoisePG("MlpPolicy", "Pendulum-v1", seed=seed, orthogonal_noise=orthogonal_noise, **small)
+        return model.learn(200)
+
+    a, b, c = run(3), run(3), run(4)
+    for key, value in a.policy.state_dict().items():
+        th.testing.assert_close(b.policy.state_dict()[key], value, rtol=0, atol=0)
+    assert not np.array_equal(a.replay_buffer.actions, c.replay_buffer.actions)
+
+
+def test_orthogonal_draws_are_orthogonal_per_transition(small):
+    model = AblationDenoisePG("MlpPolicy", "Pendulum-v1", orthogonal_noise=True, antithetic=False, **small)
+    model.n_noise_samples = 3
+    z = model.draw_noise(th.zeros(5, 3))  # (3, 5, 3): per transition, 3 orthogonal directions in 3 dimensions
+    gram = th.einsum("kib,lib->ikl", z, z)
+    off_diagonal = gram - th.diag_embed(th.diagonal(gram, dim1=1, dim2=2))
+    assert off_diagonal.abs().max() < 1e-5
+
+
+def test_actor_follows_the_regression_head_at_the_policy_action(small):
+    """One regression step on the batch's estimates, then G_omega evaluated at mu(s) is the actor's gradient."""
+    model = AblationDenoisePG("MlpPolicy", "Pendulum-v1", seed=0, **REGRESSION, **small).learn(100)
+    batch = model.replay_buffer.sample(32)
+    estimate = model.estimate(batch)
+    actions = model.actor(batch.observations)
+    stats = {"gradient_head_loss": []}
+    for _ in range(30):
+        gradient = model._regression_gradient(batch, estimate, actions, stats)
+    with th.no_grad():
+        expected = model.gradient_head(batch.observations, actions.unsqueeze(0))[0]
+    th.testing.assert_close(gradient, expected)
+    assert not gradient.requires_grad
+    # The head fits the estimates it is given
+    assert stats["gradient_head_loss"][-1] < 0.8 * stats["gradient_head_loss"][0]
+
+
+@pytest.mark.parametrize("version", ["0.2.0", "0.3.0"])
+def test_a_model_saved_with_the_regression_head_and_orthogonal_draws_loads_with_this_class(version):
+    saved = Path(__file__).parents[1] / "fixtures" / "saved_models"
+    recorded = json.loads((saved / f"denoise_pg-{version}.json").read_text())[f"denoise_pg-{version}-regression-orthogonal"]
+    loaded = AblationDenoisePG.load(saved / f"denoise_pg-{version}-regression-orthogonal.zip", env=gym.make("Pendulum-v1"))
+    assert loaded.actor_gradient == "regression" and loaded.orthogonal_noise is True
+    assert loaded.gradient_head is loaded.policy.gradient_head is not None
+    assert loaded.gradient_head.optimizer.state, "the regression head's optimizer state was not restored"
+    observations = np.array(recorded["observations"], dtype=np.float32)
+    np.testing.assert_allclose(loaded.predict(observations, deterministic=True)[0], recorded["actions"], rtol=1e-6)
     loaded.learn(60, reset_num_timesteps=False)
