@@ -16,8 +16,9 @@ saved with one of them (by sb3-denoise-pg 0.1.0 to 0.3.0, where they were option
 - ``ResidualDenoiser`` (``use_residual_denoiser``): the conditional denoiser as the unconditional one plus a learned
   difference, so that errors common to both cancel in the score difference (``benchmarks.residual_denoiser``).
 - ``actor_gradient="regression"``: the actor follows a head ``G_omega(s, a)`` regressed on the estimates at their
-  ``(s, a~)`` and evaluated at ``mu_theta(s)`` (docs/estimator.rst, "From the estimate to the actor"); it never beat
-  following the estimates directly (docs/results.rst).
+  ``(s, a~)`` and evaluated at ``mu_theta(s)`` (docs/estimator.rst, "From the estimate to the actor"); on Pendulum-v1
+  level with following the estimates directly and with TD3, within the seeds' spread, slower, and it cannot take the
+  critic control variate (docs/results.rst).
 - ``orthogonal_noise``: a transition's independent draws orthogonal to each other, each still ``N(0, I)``; no gain
   measured over antithetic pairs (docs/results.rst).
 - ``anchor``: the anchored form, ``G = grad_a b(s, mu_theta(s)) + eta * (mean_k [G_k - lambda h_k] - c)``
