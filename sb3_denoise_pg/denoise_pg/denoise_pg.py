@@ -367,9 +367,7 @@ class DenoisePG(OffPolicyAlgorithm):
                 "Loading a file saved by another algorithm? Load it with that algorithm's class."
             )
         # Files of 0.2.0 stored the policy's switch of the regression head (now an ablation variant) in policy_kwargs:
-        # off, it is dropped; on, the policy refuses it
-        if self.policy_kwargs.get("gradient_head") is False:
-            self.policy_kwargs = {key: value for key, value in self.policy_kwargs.items() if key != "gradient_head"}
+        # the policy takes it off and refuses it on
         super()._setup_model()
         self._create_aliases()
         self._next_diagnostics = 0
