@@ -366,8 +366,6 @@ class DenoisePG(OffPolicyAlgorithm):
                 f"DenoisePG needs a DenoisePGPolicy (MlpPolicy, CnnPolicy, MultiInputPolicy or a subclass), got {name}. "
                 "Loading a file saved by another algorithm? Load it with that algorithm's class."
             )
-        # Files of 0.2.0 stored the policy's switch of the regression head (now an ablation variant) in policy_kwargs:
-        # the policy takes it off and refuses it on
         super()._setup_model()
         self._create_aliases()
         self._next_diagnostics = 0
