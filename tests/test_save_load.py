@@ -244,6 +244,14 @@ def test_a_model_saved_with_the_options_that_left_in_0_3_0_refuses_to_load_namin
         DenoisePG.load(SAVED_MODELS / f"denoise_pg-{version}-regression-orthogonal.zip")
 
 
+def test_a_removed_option_passed_to_load_is_refused_as_an_argument_and_its_no_op_value_accepted():
+    path = SAVED_MODELS / "denoise_pg-0.3.0-defaults.zip"
+    with pytest.raises(ValueError, match=r"load\(\) was given orthogonal_noise=True.*since version 0\.3\.0"):
+        DenoisePG.load(path, orthogonal_noise=True)
+    loaded = DenoisePG.load(path, actor_gradient="direct")
+    assert not hasattr(loaded, "actor_gradient")
+
+
 def test_the_regression_head_is_not_a_policy_option_any_more():
     with pytest.raises(ValueError, match="regression head left the library"):
         DenoisePG("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(gradient_head=True))

@@ -345,11 +345,14 @@ class DenoisePG(OffPolicyAlgorithm):
                 continue
             value = self.__dict__.pop(name)
             if value != no_op:
-                raise ValueError(
-                    f"This model was saved with {name}={value!r}, an option DenoisePG no longer has (since version {version}; "
-                    f"only {name}={no_op!r} loads into DenoisePG). Load it with "
-                    "benchmarks.ablation_variants.AblationDenoisePG, which keeps the ablation-only options."
-                )
+                raise _removed_option_error(f"This model was saved with {name}={value!r}", name, no_op, version)
+
+    @classmethod
+    def _check_removed_load_arguments(cls, kwargs: dict[str, Any]) -> None:
+        """A removed option passed to load() is refused as such, not as if the file had it."""
+        for name, value in kwargs.items():
+            if name in cls.removed_options and value != cls.removed_options[name][0]:
+                raise _removed_option_error(f"load() was given {name}={value!r}", name, *cls.removed_options[name])
 
     def _get_policy_from_name(self, policy_name: str) -> type[BasePolicy]:
         if policy_name not in self.policy_aliases:
@@ -728,6 +731,7 @@ class DenoisePG(OffPolicyAlgorithm):
         force_reset: bool = True,
         **kwargs: Any,
     ) -> SelfDenoisePG:
+        cls._check_removed_load_arguments(kwargs)
         try:
             return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
         except RuntimeError as error:
@@ -757,6 +761,14 @@ class DenoisePG(OffPolicyAlgorithm):
     def _trained_heads(self) -> list[str]:
         """The networks with an optimizer: one list for the learning-rate schedule and for save/load."""
         return ["actor", "critic", "denoiser"]
+
+
+def _removed_option_error(what: str, name: str, no_op: Any, version: str) -> ValueError:
+    """The error for an option that left the library (:data:`REMOVED_OPTIONS`), at a value other than its no-op one."""
+    return ValueError(
+        f"{what}, an option DenoisePG no longer has (since version {version}; only {name}={no_op!r} loads into "
+        "DenoisePG). Load it with benchmarks.ablation_variants.AblationDenoisePG, which keeps the ablation-only options."
+    )
 
 
 def _per_row(sigma: Sigma, n_draws: int) -> Sigma:
