@@ -340,19 +340,26 @@ class DenoisePG(OffPolicyAlgorithm):
 
     def _check_removed_options(self) -> None:
         """A model saved with an option the library no longer has: dropped at its no-op value, refused otherwise."""
-        for name, (no_op, version) in self.removed_options.items():
-            if name not in self.__dict__:
-                continue
-            value = self.__dict__.pop(name)
-            if value != no_op:
-                raise _removed_option_error(f"This model was saved with {name}={value!r}", name, no_op, version)
+        saved = {name: self.__dict__.pop(name) for name in self.removed_options if name in self.__dict__}
+        self._refuse_removed_options(saved, "This model was saved with")
 
     @classmethod
-    def _check_removed_load_arguments(cls, kwargs: dict[str, Any]) -> None:
-        """A removed option passed to load() is refused as such, not as if the file had it."""
-        for name, value in kwargs.items():
-            if name in cls.removed_options and value != cls.removed_options[name][0]:
-                raise _removed_option_error(f"load() was given {name}={value!r}", name, *cls.removed_options[name])
+    def _refuse_removed_options(cls, values: dict[str, Any], source: str) -> None:
+        """Refuse any of ``values`` that is an option the library no longer has, at a value other than its no-op one.
+
+        :param values: Option names and their values (those that are not removed options are ignored)
+        :param source: Where the values came from, the start of the message ("load() was given", ...)
+        """
+        for name, value in values.items():
+            if name not in cls.removed_options:
+                continue
+            no_op, version = cls.removed_options[name]
+            if value != no_op:
+                raise ValueError(
+                    f"{source} {name}={value!r}, an option DenoisePG no longer has (since version {version}; only "
+                    f"{name}={no_op!r} loads into DenoisePG). Load it with benchmarks.ablation_variants.AblationDenoisePG, "
+                    "which keeps the ablation-only options."
+                )
 
     def _get_policy_from_name(self, policy_name: str) -> type[BasePolicy]:
         if policy_name not in self.policy_aliases:
@@ -731,7 +738,8 @@ class DenoisePG(OffPolicyAlgorithm):
         force_reset: bool = True,
         **kwargs: Any,
     ) -> SelfDenoisePG:
-        cls._check_removed_load_arguments(kwargs)
+        # Refused as an argument here, not later as if the file had it
+        cls._refuse_removed_options(kwargs, "load() was given")
         try:
             return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
         except RuntimeError as error:
@@ -761,14 +769,6 @@ class DenoisePG(OffPolicyAlgorithm):
     def _trained_heads(self) -> list[str]:
         """The networks with an optimizer: one list for the learning-rate schedule and for save/load."""
         return ["actor", "critic", "denoiser"]
-
-
-def _removed_option_error(what: str, name: str, no_op: Any, version: str) -> ValueError:
-    """The error for an option that left the library (:data:`REMOVED_OPTIONS`), at a value other than its no-op one."""
-    return ValueError(
-        f"{what}, an option DenoisePG no longer has (since version {version}; only {name}={no_op!r} loads into "
-        "DenoisePG). Load it with benchmarks.ablation_variants.AblationDenoisePG, which keeps the ablation-only options."
-    )
 
 
 def _per_row(sigma: Sigma, n_draws: int) -> Sigma:
