@@ -443,8 +443,8 @@ class DenoisePG(OffPolicyAlgorithm):
         )
 
     def _critic_values(self, critic_features: th.Tensor, actions: th.Tensor) -> th.Tensor:
-        """The mean of the critics at ``actions`` (shape ``(n_draws, batch, action_dim)``): the baseline ``b``."""
-        return self.policy.q_values_at(critic_features, actions).mean(dim=1, keepdim=True)
+        """The baseline ``b`` at ``actions`` (shape ``(n_draws, batch, action_dim)``), the policy's ``baseline_values``."""
+        return self.policy.baseline_values(critic_features, actions)
 
     def _baseline(self, replay_data: Samples, noisy_actions: th.Tensor) -> th.Tensor:
         """

@@ -162,6 +162,8 @@ class DenoisePGPolicy(TD3Policy):
     :param share_features_extractor: Whether to share or not the features extractor
         between the actor and the critic (the denoiser always has its own)
     :param denoiser_net_arch: Hidden layer sizes of the denoiser; the critic's when ``None``
+    :param baseline_critics: How many of the critics (the first ones) the baseline ``b(s, a~)`` averages: each one
+        costs a forward pass at every noised action. ``None``: all of them
     :param gradient_head: Recorded by policies saved with versions 0.2.0 and 0.3.0, whose regression head is now an
         ablation variant (``benchmarks.ablation_variants``): only ``False`` is accepted
     """
@@ -181,6 +183,7 @@ class DenoisePGPolicy(TD3Policy):
         n_critics: int = 2,
         share_features_extractor: bool = False,
         denoiser_net_arch: list[int] | None = None,
+        baseline_critics: int | None = None,
         gradient_head: bool = False,
     ):
         # Read by _build(), which the parent constructor calls
@@ -189,7 +192,13 @@ class DenoisePGPolicy(TD3Policy):
                 "gradient_head: the regression head left the library in version 0.3.0; "
                 "it is benchmarks.ablation_variants.AblationDenoisePG(actor_gradient='regression')"
             )
+        is_count = isinstance(baseline_critics, int) and not isinstance(baseline_critics, bool)
+        if baseline_critics is not None and not (is_count and 1 <= baseline_critics <= n_critics):
+            raise ValueError(
+                f"baseline_critics must be None or an integer in [1, n_critics={n_critics}], got {baseline_critics!r}"
+            )
         self.denoiser_net_arch = denoiser_net_arch
+        self.baseline_critics = baseline_critics
         super().__init__(
             observation_space,
             action_space,
@@ -224,7 +233,7 @@ class DenoisePGPolicy(TD3Policy):
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
-        data.update(denoiser_net_arch=self.denoiser_net_arch)
+        data.update(denoiser_net_arch=self.denoiser_net_arch, baseline_critics=self.baseline_critics)
         return data
 
     def set_training_mode(self, mode: bool) -> None:
@@ -247,6 +256,16 @@ class DenoisePGPolicy(TD3Policy):
         n_draws, batch_size, action_dim = actions.shape
         q_input = th.cat([critic_features.repeat(n_draws, 1), actions.reshape(n_draws * batch_size, action_dim)], 1)
         return th.cat([q_net(q_input) for q_net in self.critic.q_networks[:n_critics]], dim=1)
+
+    def baseline_values(self, critic_features: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        """
+        The baseline ``b(s, a)``: the mean of the first ``baseline_critics`` critics at several actions per state.
+
+        :param critic_features: From ``critic_features``, shape ``(batch, features_dim)``
+        :param actions: Shape ``(n_draws, batch, action_dim)``
+        :return: Shape ``(n_draws * batch, 1)``, rows in draw-major order
+        """
+        return self.q_values_at(critic_features, actions, self.baseline_critics).mean(dim=1, keepdim=True)
 
 
 MlpPolicy = DenoisePGPolicy
