@@ -55,6 +55,31 @@ ALGOS: dict[str, tuple[str, dict[str, Any]]] = {
 # Every critic and denoiser MLP through torch.compile (compiled in the untimed warm-up): whether compiling pays
 COMPILED: dict[str, str] = {"denoise_pg-compiled": "denoise_pg", "td3-compiled": "td3"}
 VARIANTS = [*ALGOS, *COMPILED]
+
+
+def algo_spec(algo: str) -> tuple[str, dict[str, Any]]:
+    """
+    The class and constructor overrides of a variant: a key of ``ALGOS`` or ``COMPILED``, or a cell of the estimate's
+    budget sweep (``benchmarks.estimate_budget``, e.g. ``denoise_pg-den64x64-draws4-critics1``).
+
+    :raise ValueError: For a name that is neither
+    """
+    from benchmarks import estimate_budget
+
+    if algo in VARIANTS:
+        return ALGOS[COMPILED.get(algo, algo)]
+    return "sb3_denoise_pg:DenoisePG", estimate_budget.Cell.parse(algo).overrides()
+
+
+def _variant(algo: str) -> str:
+    """argparse type of a variant name: checked by :func:`algo_spec`."""
+    try:
+        algo_spec(algo)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{error}; or one of {', '.join(VARIANTS)}") from None
+    return algo
+
+
 # The same for all algorithms: one gradient step of batch 256 per env step, on [400, 300] networks
 SETTINGS: dict[str, Any] = dict(
     batch_size=256, train_freq=1, gradient_steps=1, learning_starts=500, policy_kwargs=dict(net_arch=[400, 300])
@@ -78,10 +103,13 @@ def measure(algo: str, env_id: str, steps: int, warmup: int, seed: int = 0) -> f
     import sb3_denoise_pg  # noqa: F401  (registers the project's env ids)
 
     th.set_num_threads(1)
-    class_path, overrides = ALGOS[COMPILED.get(algo, algo)]
+    class_path, overrides = algo_spec(algo)
     module, name = class_path.split(":")
     algo_class = getattr(importlib.import_module(module), name)
-    model = algo_class("MlpPolicy", env_id, seed=seed, device="cpu", **SETTINGS, **overrides)
+    # A variant's policy options join the common network sizes
+    policy_kwargs = {**SETTINGS["policy_kwargs"], **overrides.get("policy_kwargs", {})}
+    settings = {**SETTINGS, **overrides, "policy_kwargs": policy_kwargs}
+    model = algo_class("MlpPolicy", env_id, seed=seed, device="cpu", **settings)
     if algo in COMPILED:
         compile_networks(model.policy)
     # Fills the buffer up to learning_starts and runs the first updates (allocations, lazy initialisations)
@@ -177,9 +205,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=3000, help="Timed training steps per run")
     parser.add_argument("--warmup", type=int, default=200, help="Training steps after learning_starts before timing")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--algos", nargs="+", choices=VARIANTS, default=["denoise_pg", "td3", "sac"])
+    parser.add_argument(
+        "--algos", nargs="+", type=_variant, default=["denoise_pg", "td3", "sac"], help=f"Of {', '.join(VARIANTS)} or cells"
+    )
     parser.add_argument("--output-dir", type=Path, default=OUTPUT_DIR, help="Default: benchmarks/results/throughput/")
-    parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", type=_variant, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         print(measure(args.worker, args.env, args.steps, args.warmup))
