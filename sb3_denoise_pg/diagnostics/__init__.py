@@ -5,12 +5,13 @@ it during training (:mod:`.callback`).
 """
 
 from sb3_denoise_pg.diagnostics.callback import GradientTruthCallback
-from sb3_denoise_pg.diagnostics.gradient_truth import GradientTruthProbe, ProbeConfig, ProbeResult
+from sb3_denoise_pg.diagnostics.gradient_truth import GradientTruthProbe, NonFiniteError, ProbeConfig, ProbeResult
 from sb3_denoise_pg.diagnostics.rewind import RewindError, reseed_noise, restore, rollout_env, snapshot
 
 __all__ = [
     "GradientTruthCallback",
     "GradientTruthProbe",
+    "NonFiniteError",
     "ProbeConfig",
     "ProbeResult",
     "RewindError",

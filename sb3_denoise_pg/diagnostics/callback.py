@@ -5,6 +5,8 @@ rows to a CSV table.
 """
 
 import csv
+import secrets
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from sb3_denoise_pg.diagnostics.gradient_truth import EnvSource, GradientTruthProbe, ProbeConfig, ProbeResult
 
 TABLE_COLUMNS = (
+    "run_id",
     "num_timesteps",
     "point",
     "scale",
@@ -44,7 +47,10 @@ class GradientTruthCallback(BaseCallback):
         wrappers included)
     :param probe_freq: Env-steps between two probes
     :param config: The probe's settings (default: ``ProbeConfig()``)
-    :param table_path: A CSV file the rows are appended to (columns ``TABLE_COLUMNS``), ``None`` for none
+    :param table_path: A CSV file the rows are appended to (columns ``TABLE_COLUMNS``), ``None`` for none. A file
+        that exists must be empty or have these columns (checked here, before any training).
+    :param run_id: The ``run_id`` column of this callback's rows, so that several runs can share one table; default:
+        the UTC time of the callback's creation and a random suffix
     :param verbose: 1 prints one line per probe
     """
 
@@ -54,6 +60,7 @@ class GradientTruthCallback(BaseCallback):
         probe_freq: int,
         config: ProbeConfig | None = None,
         table_path: str | Path | None = None,
+        run_id: str | None = None,
         verbose: int = 0,
     ):
         super().__init__(verbose)
@@ -62,6 +69,9 @@ class GradientTruthCallback(BaseCallback):
         self.probe = GradientTruthProbe(env, config)
         self.probe_freq = probe_freq
         self.table_path = None if table_path is None else Path(table_path)
+        if self.table_path is not None:
+            check_table(self.table_path)
+        self.run_id = run_id or f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
         self.results: list[ProbeResult] = []
         self._next_probe = probe_freq
 
@@ -87,17 +97,35 @@ class GradientTruthCallback(BaseCallback):
 
     def _append(self, result: ProbeResult) -> None:
         assert self.table_path is not None
-        new = not self.table_path.is_file()
+        new = not self.table_path.is_file() or self.table_path.stat().st_size == 0
         self.table_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.table_path, "a", newline="") as file:
             writer = csv.DictWriter(file, fieldnames=TABLE_COLUMNS, extrasaction="ignore")
             if new:
                 writer.writeheader()
             for row in result.rows:
-                writer.writerow({"num_timesteps": result.info["num_timesteps"], **row})
+                writer.writerow({"run_id": self.run_id, "num_timesteps": result.info["num_timesteps"], **row})
 
     def _on_training_end(self) -> None:
         self.probe.close()
+
+
+def check_table(path: Path) -> None:
+    """
+    Raise a ``ValueError`` unless rows can be appended to the CSV table ``path``: a new file, an empty one, or one
+    whose header is ``TABLE_COLUMNS``.
+    """
+    if path.is_dir():
+        raise ValueError(f"table_path {path} is a directory: give the path of a CSV file")
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with open(path, newline="") as file:
+        header = next(csv.reader(file), [])
+    if tuple(header) != TABLE_COLUMNS:
+        raise ValueError(
+            f"table_path {path} has other columns ({', '.join(header)}) than the probe's table "
+            f"({', '.join(TABLE_COLUMNS)}): appending would make it unreadable. Give a new file."
+        )
 
 
 def summary_line(result: ProbeResult) -> str:

@@ -24,6 +24,7 @@ Every rollout of a round runs in lockstep, one env copy per rollout and one batc
     print(result.to_markdown())
 """
 
+import copy
 import json
 import math
 import time
@@ -39,16 +40,35 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3 import SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.noise import ActionNoise, VectorizedActionNoise
 from stable_baselines3.common.type_aliases import DictReplayBufferSamples, ReplayBufferSamples
+from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_denoise_pg.common.estimator import orthogonal_normal
+from sb3_denoise_pg.denoise_pg.denoise_pg import _is_integer, _is_number
 from sb3_denoise_pg.diagnostics import metrics
-from sb3_denoise_pg.diagnostics.rewind import Snapshot, reseed_noise, restore, rollout_env, snapshot
+from sb3_denoise_pg.diagnostics.rewind import RewindError, Snapshot, reseed_noise, restore, rollout_env, snapshot
 from sb3_denoise_pg.diagnostics.signals import check_model, model_signals, policy_actions
 
 POINTS = ("behaviour", "policy")
+# Steps of the rollouts that check, before a probe, that a rewound env repeats itself
+REPEAT_CHECK_STEPS = 20
+
+
+class NonFiniteError(ValueError):
+    """A reward, observation, truth or signal of the probe is NaN or infinite: no cosine of it means anything."""
+
+
+class _OutOfTime(Exception):
+    """A round of rollouts passed its deadline."""
+
+
 REFERENCE_SIGNAL = "critic"
 EnvSource = str | Callable[[], gym.Env]
+
+
+def _is_positive(value: Any) -> bool:
+    return _is_number(value) and value > 0
 
 
 @dataclass(frozen=True)
@@ -62,10 +82,12 @@ class ProbeConfig:
     :param pairs_per_round: Antithetic pairs added to every (state, point, scale) per round (even, >= 2)
     :param max_pairs: The most pairs per (state, point, scale)
     :param target_split_half: Stop adding pairs once the split-half cosine reaches this at every (point, scale) and at
-        every level of ``precision_levels``; ``None`` spends the whole pair budget
+        every level of ``precision_levels`` (a cosine in ``[-1, 1]``; ``-1``: one round); ``None`` spends the whole
+        pair budget
     :param precision_levels: Where the target must be reached: ``"state"`` (the median over states of each state's
         split-half cosine; with one action dimension only a sign), ``"batch"``, ``"parameter"`` (the actor's update)
-    :param max_seconds: Start no round that would end after this many seconds of rollouts (at least one round runs)
+    :param max_seconds: Start no round that would end after this many seconds of rollouts, and stop one still running
+        then (the rounds done so far are the truth; a first round still running is a ``TimeoutError``)
     :param stride: Behaviour steps between two kept states
     :param warmup: Behaviour steps before the first kept state
     :param n_envs: Env copies stepped in lockstep
@@ -102,21 +124,41 @@ class ProbeConfig:
             if not condition:
                 raise ValueError(f"ProbeConfig: {message}")
 
-        require(self.n_states >= 2, f"n_states must be >= 2, got {self.n_states}")
-        require(len(self.scales) >= 1 and all(s > 0 for s in self.scales), f"scales must be > 0, got {self.scales}")
+        counts = dict(
+            n_states=2, pairs_per_round=2, max_pairs=2, stride=1, warmup=0, n_envs=1, critic_directions=1, estimate_draws=1
+        )
+        for name, least in {**counts, "n_bootstrap": 0, "seed": 0}.items():
+            value = getattr(self, name)
+            require(_is_integer(value) and value >= least, f"{name} must be an integer >= {least}, got {value!r}")
+        require(
+            isinstance(self.scales, (tuple, list)) and len(self.scales) >= 1 and all(_is_positive(s) for s in self.scales),
+            f"scales must be finite numbers > 0, got {self.scales!r}",
+        )
+        # Plain floats: numpy scalars would not survive a trip through JSON (a saved measurement's info and keys)
+        object.__setattr__(self, "scales", tuple(float(scale) for scale in self.scales))
+        require(
+            self.target_split_half is None or (_is_number(self.target_split_half) and -1 <= self.target_split_half <= 1),
+            f"target_split_half must be None or a cosine in [-1, 1] (None spends the whole pair budget), "
+            f"got {self.target_split_half!r}",
+        )
+        require(
+            self.max_seconds is None or _is_positive(self.max_seconds),
+            f"max_seconds must be None or a finite number > 0, got {self.max_seconds!r}",
+        )
         require(len(self.points) >= 1 and set(self.points) <= set(POINTS), f"points must be among {POINTS}, got {self.points}")
         require(
             len(self.precision_levels) >= 1 and set(self.precision_levels) <= set(metrics.LEVELS),
             f"precision_levels must be among {metrics.LEVELS}, got {self.precision_levels}",
         )
-        require(self.horizon is None or self.horizon >= 1, f"horizon must be None or >= 1, got {self.horizon}")
+        require(
+            self.horizon is None or (_is_integer(self.horizon) and self.horizon >= 1),
+            f"horizon must be None or an integer >= 1, got {self.horizon!r}",
+        )
         require(
             self.pairs_per_round >= 2 and self.pairs_per_round % 2 == 0,
             f"pairs_per_round must be even and >= 2 (the split halves), got {self.pairs_per_round}",
         )
         require(self.max_pairs >= self.pairs_per_round, f"max_pairs must be >= pairs_per_round, got {self.max_pairs}")
-        require(self.stride >= 1 and self.warmup >= 0, "stride must be >= 1 and warmup >= 0")
-        require(self.n_envs >= 1 and self.critic_directions >= 1 and self.estimate_draws >= 1, "counts must be >= 1")
 
 
 @dataclass
@@ -234,7 +276,13 @@ class GradientTruthProbe:
     """
 
     def __init__(self, env: EnvSource, config: ProbeConfig | None = None):
+        if isinstance(env, (gym.Env, VecEnv)) or not (isinstance(env, str) or callable(env)):
+            raise TypeError(
+                f"The probe needs a gymnasium id or a function that makes the env (it makes one copy per rollout), "
+                f"got {type(env).__name__}: pass the id, or lambda: <the code that made it>"
+            )
         self.make_env: Callable[[], gym.Env] = (lambda: gym.make(env)) if isinstance(env, str) else env
+        self.env_name = env if isinstance(env, str) else getattr(env, "__name__", type(env).__name__)
         self.config = config or ProbeConfig()
         self._collector: gym.Env | None = None
         self._pool: list[gym.Env] = []
@@ -291,11 +339,11 @@ class GradientTruthProbe:
         with th.no_grad():
             return model.policy._predict(self._model_observations(model, observations), deterministic).cpu().numpy()
 
-    def _behaviour_action(self, model: BaseAlgorithm, observation: Any) -> np.ndarray:
-        """As in training: the policy (SAC: a sample of it) plus the model's exploration noise, clipped to the box."""
+    def _behaviour_action(self, model: BaseAlgorithm, observation: Any, noise: ActionNoise | None) -> np.ndarray:
+        """As in training: the policy (SAC: a sample of it) plus exploration noise, clipped to the box."""
         action = self._policy(model, _batch_of_one(observation), deterministic=not isinstance(model, SAC))[0]
-        if getattr(model, "action_noise", None) is not None:
-            action = action + model.action_noise()
+        if noise is not None:
+            action = action + noise()
         return np.clip(action, -1.0, 1.0)
 
     # ---- states ------------------------------------------------------------------------------------------------------
@@ -305,7 +353,7 @@ class GradientTruthProbe:
         self._check(model)
         assert self._collector is not None
         env, world, cfg = self._collector, rollout_env(self._collector), self.config
-        noise = getattr(model, "action_noise", None)
+        noise = exploration_noise(model)
         observation, _ = env.reset(seed=cfg.seed)
         if noise is not None:
             noise.reset()
@@ -313,9 +361,10 @@ class GradientTruthProbe:
         step = 0
         while len(kept) < cfg.n_states:
             keep = step >= cfg.warmup and (step - cfg.warmup) % cfg.stride == 0
-            action = self._behaviour_action(model, observation)
+            action = self._behaviour_action(model, observation, noise)
             state = snapshot(world) if keep else None
             next_observation, reward, terminated, truncated, _ = env.step(model.policy.unscale_action(action))
+            self._check_finite(next_observation, reward, f"the behaviour's step {step}")
             if keep:
                 kept.append((observation, state, action, next_observation, float(reward), bool(terminated)))
             observation = next_observation
@@ -325,7 +374,7 @@ class GradientTruthProbe:
                     noise.reset()
             step += 1
         observations = _stack([k[0] for k in kept])
-        return ProbeStates(
+        states = ProbeStates(
             observations,
             [k[1] for k in kept],
             {"behaviour": np.stack([k[2] for k in kept]), "policy": self._policy(model, observations)},
@@ -333,6 +382,37 @@ class GradientTruthProbe:
             np.array([k[4] for k in kept]),
             np.array([k[5] for k in kept], dtype=np.float64),
         )
+        self.check_repeatable(model, states)
+        return states
+
+    def _check_finite(self, observation: Any, reward: Any, where: str) -> None:
+        values = observation.values() if isinstance(observation, dict) else [observation]
+        if not (np.isfinite(reward) and all(np.all(np.isfinite(np.asarray(value, dtype=float))) for value in values)):
+            raise NonFiniteError(
+                f"{self.env_name}: a non-finite reward ({reward}) or observation at {where}. The probe measures returns: "
+                "an env that returns NaN or inf has no gradient to measure."
+            )
+
+    def check_repeatable(self, model: BaseAlgorithm, states: ProbeStates) -> None:
+        """
+        Refuse an env whose rewinding does not repeat the world, before any truth is measured from it: from the last
+        collected state, the behaviour action and then ``mu`` for a few steps (one noise seed) in two env copies at
+        once, twice (the second time after the copies have moved on); the four returns must agree (to a relative
+        ``1e-6``: a batched forward pass of the actor may round differently from one batch size to another).
+
+        :raise RewindError: When they do not
+        """
+        index = len(states.snapshots) - 1
+        horizon = min(self.horizon(model), REPEAT_CHECK_STEPS)
+        rollouts = ([states.snapshots[index]] * 2, states.actions["behaviour"][[index, index]], np.full(2, self.config.seed))
+        returns = np.concatenate([self.rollout_returns(model, *rollouts, horizon, np.full(2, index))[0] for _ in range(2)])
+        if not np.allclose(returns, returns[0], rtol=1e-6, atol=1e-9):
+            raise RewindError(
+                f"{self.env_name} does not repeat itself when rewound: four rollouts of {horizon} steps from one saved "
+                f"state, with the same actions and noise, returned {', '.join(f'{value:.6g}' for value in returns)}. "
+                "Part of its state lives where the rewinder does not look (a physics engine other than MuJoCo, a counter, "
+                "a wrapper's attribute): the probe cannot measure a truth in it."
+            )
 
     # ---- the truth ---------------------------------------------------------------------------------------------------
 
@@ -343,6 +423,8 @@ class GradientTruthProbe:
         first_actions: np.ndarray,
         seeds: np.ndarray,
         horizon: int | None = None,
+        state_index: np.ndarray | None = None,
+        deadline: float | None = None,
     ) -> tuple[np.ndarray, float]:
         """
         Discounted returns of rollouts: restore a snapshot, restart the noise streams from a seed, take a first scaled
@@ -353,7 +435,10 @@ class GradientTruthProbe:
         :param first_actions: Shape ``(n_rollouts, action_dim)``, scaled
         :param seeds: Shape ``(n_rollouts,)``, the noise streams' seeds
         :param horizon: Steps per rollout (default: :meth:`horizon`)
+        :param state_index: Per rollout, the index of its state among the probe's, to name it in an error
+        :param deadline: A ``time.perf_counter()`` value past which the rollouts stop with ``_OutOfTime``
         :return: Returns, shape ``(n_rollouts,)``, and the seconds spent stepping envs
+        :raise NonFiniteError: At a NaN or infinite reward or observation
         """
         horizon = self.horizon(model) if horizon is None else horizon
         returns = np.zeros(len(snapshots))
@@ -377,9 +462,17 @@ class GradientTruthProbe:
                 tic = time.perf_counter()
                 for j in live:
                     observations[j], reward, terminated, _, _ = envs[j].step(env_actions[j])
-                    returns[chunk.start + j] += discount * float(reward)
+                    i = chunk.start + j
+                    self._check_finite(
+                        observations[j],
+                        reward,
+                        f"step {t} of a rollout from state {state_index[i] if state_index is not None else i}",
+                    )
+                    returns[i] += discount * float(reward)
                     alive[j] = not terminated
                 env_seconds += time.perf_counter() - tic
+                if deadline is not None and time.perf_counter() > deadline:
+                    raise _OutOfTime
                 discount *= model.gamma
                 if not alive.any():
                     break
@@ -401,6 +494,7 @@ class GradientTruthProbe:
         pairs = 0
         start = time.perf_counter()
         env_seconds = 0.0
+        truth: Truth | None = None
         while True:
             round_start = time.perf_counter()
             m = cfg.pairs_per_round
@@ -415,7 +509,26 @@ class GradientTruthProbe:
                 -1
             )
             snaps = [states.snapshots[i] for _ in range(2 * m * len(units)) for i in range(n)]
-            returns, seconds = self.rollout_returns(model, snaps, first.reshape(-1, action_dim), seeds)
+            deadline = None if cfg.max_seconds is None else start + cfg.max_seconds
+            try:
+                returns, seconds = self.rollout_returns(
+                    model,
+                    snaps,
+                    first.reshape(-1, action_dim),
+                    seeds,
+                    None,
+                    np.tile(np.arange(n), 2 * m * len(units)),
+                    deadline,
+                )
+            except _OutOfTime:
+                if truth is None:
+                    raise TimeoutError(
+                        f"The probe's first round ({len(snaps)} rollouts of {self.horizon(model)} steps) did not finish "
+                        f"within max_seconds={cfg.max_seconds}: lower horizon, n_states or pairs_per_round, or allow "
+                        "more time"
+                    ) from None
+                truth.seconds, truth.env_seconds = time.perf_counter() - start, env_seconds
+                return truth
             env_seconds += seconds
             returns = returns.reshape(2, m, len(units), n, 1)
             contributions = (returns[0] - returns[1]) * directions / (2 * scales)  # (m, units, n, d)
@@ -424,6 +537,8 @@ class GradientTruthProbe:
                 sums[unit][1] += contributions[1::2, u].sum(axis=0)
             pairs += m
             truth = Truth({unit: (s[0] / (pairs / 2), s[1] / (pairs / 2)) for unit, s in sums.items()}, pairs, 0.0, 0.0)
+            if not all(np.all(np.isfinite(half)) for halves in truth.halves.values() for half in halves):
+                raise NonFiniteError(f"{self.env_name}: the truth overflowed (returns too large to difference)")
             precise = cfg.target_split_half is not None and all(
                 split >= cfg.target_split_half
                 for unit in units
@@ -524,6 +639,9 @@ class GradientTruthProbe:
                 model, batch.observations, points, cfg.scales, batch, cfg.critic_directions, cfg.estimate_draws
             )
             arrays = {key: signal.detach().cpu().double().numpy() for key, signal in signals.items()}
+            for (name, point, _), array in arrays.items():
+                if not np.all(np.isfinite(array)):
+                    raise NonFiniteError(f"{self.env_name}: the model's signal {name!r} at the {point} action is not finite")
             rows = score_signals(arrays, measurement.truth, self._actor_gram(model, batch.observations), cfg, rng)
             seconds = time.perf_counter() - tic
         return ProbeResult(rows, {**measurement.info, "score_s": round(seconds, 2), **extras}, arrays)
@@ -560,7 +678,7 @@ class Measurement:
             **{f"action/{point}": actions for point, actions in self.states.actions.items()},
         }
         for (point, scale), halves in self.truth.halves.items():
-            arrays[f"truth/{point}/{scale!r}"] = np.stack(halves)
+            arrays[f"truth/{point}/{float(scale)!r}"] = np.stack(halves)
         info = {**self.info, "truth_pairs": self.truth.pairs}
         np.savez_compressed(path, info=np.array(json.dumps(info)), **arrays)
 
@@ -627,6 +745,17 @@ def score_signals(
     return rows
 
 
+def exploration_noise(model: BaseAlgorithm) -> ActionNoise | None:
+    """
+    A copy of the model's exploration noise for the probe's behaviour, so that the model's own process (an
+    Ornstein-Uhlenbeck state, say) is neither reset nor advanced; of a model trained on several envs, the first env's.
+    """
+    noise = getattr(model, "action_noise", None)
+    if isinstance(noise, VectorizedActionNoise):
+        noise = noise.noises[0]
+    return copy.deepcopy(noise)
+
+
 def _batch_of_one(observation: Any) -> Any:
     if isinstance(observation, dict):
         return {key: np.asarray(value)[None] for key, value in observation.items()}
@@ -642,6 +771,7 @@ def _stack(observations: list[Any]) -> Any:
 __all__ = [
     "GradientTruthProbe",
     "Measurement",
+    "NonFiniteError",
     "ProbeConfig",
     "ProbeResult",
     "ProbeStates",

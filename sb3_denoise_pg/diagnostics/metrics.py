@@ -38,19 +38,23 @@ def actor_gram_matrix(actions: th.Tensor, parameters: list[th.Tensor]) -> np.nda
     return (jacobian @ jacobian.T).cpu().numpy()
 
 
+def _safe_divide(dots: np.ndarray, norms: np.ndarray) -> np.ndarray:
+    """``dots / norms``; 0 where a norm is zero (no direction), NaN where anything is not finite (never 0)."""
+    out = np.where(np.isfinite(dots) & np.isfinite(norms), 0.0, np.nan)
+    return np.divide(dots, norms, out=out, where=np.isfinite(out) & (norms > 0))
+
+
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise cosines of ``(..., d)`` arrays; 0 where a row has zero norm."""
+    """Row-wise cosines of ``(..., d)`` arrays; 0 where a row has zero norm, NaN where a row is not finite."""
     norms = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
-    dots = np.sum(a * b, axis=-1)
-    return np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
+    return _safe_divide(np.sum(a * b, axis=-1), norms)
 
 
 def _quadratic_cosines(a: np.ndarray, b: np.ndarray, gram: np.ndarray) -> np.ndarray:
-    """``a^T K b / sqrt(a^T K a b^T K b)`` for rows of ``(m, n * d)`` arrays; 0 where a norm is zero."""
+    """``a^T K b / sqrt(a^T K a b^T K b)`` for rows of ``(m, n * d)`` arrays; 0 where a norm is zero, NaN where not finite."""
     ka, kb = a @ gram, b @ gram
     norms = np.sqrt(np.clip(np.sum(ka * a, axis=1), 0, None) * np.clip(np.sum(kb * b, axis=1), 0, None))
-    dots = np.sum(ka * b, axis=1)
-    return np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
+    return _safe_divide(np.sum(ka * b, axis=1), norms)
 
 
 def level_cosines(signal: np.ndarray, truth: np.ndarray, counts: np.ndarray, gram: np.ndarray | None) -> dict[str, np.ndarray]:

@@ -5,9 +5,13 @@ its noise streams, so that rollouts from one state can be repeated, compared and
 What can be rewound: the MuJoCo tasks (their full integration state, ``mj_getState``), classic-control tasks that
 keep their state in ``env.unwrapped.state`` (Pendulum-v1, MountainCarContinuous-v0, ...), the linear-Gaussian world,
 and any of these under the project's noise wrappers (``ActuatorNoise``, ``ForcePulses``) and gymnasium's
-``StickyAction``, ``ClipAction`` and ``RescaleAction``. Any other env or wrapper is refused with an error that says
-which layer cannot be restored: a wrapper that keeps state the rewinder does not know would make the "same" rollout
-differ between copies, silently.
+``StickyAction``, ``ClipAction`` and ``RescaleAction`` (``gym.make``'s time limit, order and checker layers may sit
+anywhere: they hold nothing of the world). Any other env or wrapper is refused with an error that says which layer
+cannot be restored: a wrapper that keeps state the rewinder does not know would make the "same" rollout differ between
+copies, silently. That list is what the rewinder knows how to restore, not a proof that an env is restored: an env
+that keeps part of its world elsewhere (a Box2D body behind a ``state`` attribute, a step counter) passes it, so the
+probe also replays one saved state three times before it measures anything, and refuses the env when the three
+rollouts differ (``GradientTruthProbe.check_repeatable``).
 """
 
 import copy
@@ -67,8 +71,9 @@ def check_rewindable(env: gym.Env) -> None:
 
     :param env: A rollout env (:func:`rollout_env`)
     """
+    # A bookkeeping layer inside another wrapper (StickyAction(gym.make(...))) holds nothing of the world either
     for layer in _layers(env)[:-1]:
-        if not isinstance(layer, STATELESS_WRAPPERS + tuple(STATEFUL_WRAPPERS)):
+        if not isinstance(layer, STATELESS_WRAPPERS + tuple(STATEFUL_WRAPPERS) + BOOKKEEPING_WRAPPERS):
             raise RewindError(
                 f"Cannot rewind {type(layer).__name__}: its state is unknown to the rewinder. Rewindable wrappers: "
                 f"{', '.join(t.__name__ for t in STATELESS_WRAPPERS + tuple(STATEFUL_WRAPPERS))}. Give an env "
