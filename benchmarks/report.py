@@ -10,6 +10,7 @@ linked, not copied.
 import argparse
 import json
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from rliable import metrics
 from scipy import stats
 
 from benchmarks import REPO_ROOT, RESULTS_DIR, markdown_table, relative_path
-from benchmarks.run import MARKER, default_log_root
+from benchmarks.run import MARKER, UnreadableRun, default_log_root, read_run
 from benchmarks.suites import SUITES, get_suite
 from benchmarks.throughput import OUTPUT_DIR as THROUGHPUT_DIR
 
@@ -59,8 +60,11 @@ def load_runs(log_root: Path) -> list[Run]:
     """The runs under ``log_root`` (zoo layout) that the runner marked finished."""
     runs = []
     for marker_path in sorted(log_root.glob(f"[!.]*/*/{MARKER}")):
-        marker = json.loads(marker_path.read_text())
-        evaluations = np.load(marker_path.parent / "evaluations.npz")
+        try:
+            marker, evaluations = read_run(marker_path.parent)
+        except UnreadableRun as error:
+            print(f"report: left out a run whose files cannot be read: {error}", file=sys.stderr)
+            continue
         returns = evaluations["results"].mean(axis=1)
         runs.append(Run(marker["algo"], marker["env_id"], marker["seed"], evaluations["timesteps"], returns))
     return runs

@@ -24,9 +24,12 @@ import os
 import platform
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
+import zipfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -43,6 +46,13 @@ from benchmarks.suites import SUITES, EnvBudget, Suite, get_suite, select
 # The zoo training entry point: the project's, which registers denoise_pg and uses the project's hyperparams/<algo>.yml
 ZOO_TRAIN: tuple[str, ...] = ("-m", "sb3_denoise_pg.zoo", "train")
 MARKER = "benchmark_run.json"
+EVALUATIONS = "evaluations.npz"
+# The zoo process of each run under way, so that a signal to the runner reaches them (``_stop_children``)
+_CHILDREN: dict[int, subprocess.Popen] = {}
+_CHILDREN_LOCK = threading.Lock()
+_STOPPING = threading.Event()
+# In a staging folder: the pid of the zoo process training it, so that a second runner leaves it alone
+PID_FILE = "zoo.pid"
 LOG_FILE = "train.log"
 STAGING = ".staging"
 # Text files of a run in which the zoo may write absolute paths (its command line, arguments, log)
@@ -89,8 +99,40 @@ def plan_runs(suite: Suite) -> list[RunSpec]:
     return [RunSpec(algo, env, seed) for seed in range(suite.n_seeds) for env in suite.envs for algo in suite.algos]
 
 
+class UnreadableRun(ValueError):
+    """A run folder whose marker or evaluations are missing or cannot be parsed: not a finished run."""
+
+
+def read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """
+    The marker and the evaluations (``timesteps``, ``results``, ``ep_lengths``) of a finished run.
+
+    :raise UnreadableRun: Naming the file that is missing, truncated or not what the runner writes
+    """
+    marker_path, evaluations_path = run_dir / MARKER, run_dir / EVALUATIONS
+    try:
+        marker = json.loads(marker_path.read_text())
+        if not (isinstance(marker, dict) and {"algo", "env_id", "seed"} <= set(marker)):
+            raise ValueError("not a run marker")
+    except (OSError, ValueError) as error:
+        raise UnreadableRun(f"{marker_path}: {error}") from error
+    try:
+        with np.load(evaluations_path) as data:
+            evaluations = {key: np.asarray(data[key]) for key in ("timesteps", "results", "ep_lengths")}
+        if len(evaluations["timesteps"]) == 0 or len(evaluations["results"]) != len(evaluations["timesteps"]):
+            raise ValueError("no evaluation, or as many results as evaluation steps")
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        raise UnreadableRun(f"{evaluations_path}: {error}") from error
+    return marker, evaluations
+
+
 def is_finished(run_dir: Path) -> bool:
-    return (run_dir / MARKER).is_file()
+    """Whether a run is done: its marker and evaluations parse (anything less is redone)."""
+    try:
+        read_run(run_dir)
+    except UnreadableRun:
+        return False
+    return True
 
 
 def default_conf_file(algo: str, env_id: str) -> str | None:
@@ -150,14 +192,52 @@ def keep_checkpoints(run_dir: Path, checkpoints: tuple[int, ...]) -> None:
 
 def launch(command: list[str], log_file: Path, cwd: Path) -> int:
     """
-    Run ``command`` single-threaded in ``cwd``, its stdout and stderr to ``log_file``.
+    Run ``command`` single-threaded in ``cwd``, its stdout and stderr to ``log_file``, its pid in ``PID_FILE`` beside
+    the log while it runs; a signal to the runner ends it (:func:`stop_children`).
 
     :return: Its exit code
     """
-    with open(log_file, "w") as log:
+    pid_file = log_file.parent / PID_FILE
+    with open(log_file, "w") as log, _CHILDREN_LOCK:
+        if _STOPPING.is_set():
+            return -signal.SIGTERM
         env = {**os.environ, **SINGLE_THREAD_ENV}
-        process = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
-    return process.returncode
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+        _CHILDREN[process.pid] = process
+        pid_file.write_text(f"{process.pid}\n")
+    try:
+        return process.wait()
+    finally:
+        with _CHILDREN_LOCK:
+            _CHILDREN.pop(process.pid, None)
+        pid_file.unlink(missing_ok=True)
+
+
+def stop_children(signum: int, _frame: Any = None) -> None:
+    """
+    Signal handler of the runner: no new run starts, every zoo process under way gets the signal and is waited for;
+    their runs stay unfinished (no marker), to be redone by the next invocation.
+    """
+    _STOPPING.set()
+    with _CHILDREN_LOCK:
+        children = list(_CHILDREN.values())
+    for child in children:
+        child.send_signal(signum)
+    for child in children:
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
+def training_elsewhere(staging: Path) -> int | None:
+    """The pid of a live zoo process that another runner started on this staging folder, if any."""
+    try:
+        pid = int((staging / PID_FILE).read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return None if pid in _CHILDREN else pid
 
 
 def make_portable(run_dir: Path) -> None:
@@ -215,8 +295,13 @@ def execute(spec: RunSpec, log_root: Path, device: str = "cpu", zoo_args: tuple[
     """
     run_dir = spec.run_dir(log_root)
     if is_finished(run_dir):
-        return json.loads((run_dir / MARKER).read_text())
+        return read_run(run_dir)[0]
     staging = spec.staging_dir(log_root)
+    if _STOPPING.is_set():
+        return None
+    other = training_elsewhere(staging)
+    if other is not None:
+        raise RuntimeError(f"{spec} is being trained by process {other} (another runner): not started twice")
     for stale in (run_dir, staging):
         shutil.rmtree(stale, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -227,7 +312,7 @@ def execute(spec: RunSpec, log_root: Path, device: str = "cpu", zoo_args: tuple[
     wall_time = time.perf_counter() - start
     # Alone in its log folder, the zoo numbers the run 1
     produced = staging / spec.algo / f"{spec.env_name}_1"
-    if returncode != 0 or not (produced / "evaluations.npz").is_file():
+    if returncode != 0 or not (produced / EVALUATIONS).is_file():
         return None
     (staging / LOG_FILE).replace(produced / LOG_FILE)
     keep_checkpoints(produced, spec.env.checkpoints)
@@ -263,8 +348,17 @@ def run_suite(
     with ThreadPoolExecutor(max_workers=jobs) as executor:
         futures = {executor.submit(execute, spec, log_root, device, suite.zoo_args + zoo_args, jobs): spec for spec in todo}
         for done, future in enumerate(as_completed(futures), start=1):
-            spec, marker = futures[future], future.result()
-            if marker is None:
+            spec = futures[future]
+            try:
+                marker = future.result()
+            except RuntimeError as error:
+                failed.append(spec)
+                print(f"[{done}/{len(todo)}] {error}", flush=True)
+                continue
+            if _STOPPING.is_set() and marker is None:
+                failed.append(spec)
+                print(f"[{done}/{len(todo)}] {spec}: stopped, unfinished (the next invocation redoes it)", flush=True)
+            elif marker is None:
                 failed.append(spec)
                 print(f"[{done}/{len(todo)}] {spec}: FAILED, see {spec.staging_dir(log_root) / LOG_FILE}", flush=True)
             else:
@@ -280,8 +374,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--suite", choices=list(SUITES), default="quick")
     parser.add_argument("--algos", nargs="+", help="Algorithms (default: the suite's)")
     parser.add_argument("--envs", nargs="+", help="Subset of the suite's env ids (default: all)")
-    parser.add_argument("--seeds", type=int, help="Number of seeds, 0 .. n-1 (default: the suite's)")
-    parser.add_argument("--jobs", type=int, default=1, help="Runs in parallel, one CPU core each (local launcher)")
+    parser.add_argument("--seeds", type=positive_int, help="Number of seeds, 0 .. n-1 (default: the suite's)")
+    parser.add_argument("--jobs", type=positive_int, default=1, help="Runs in parallel, one CPU core each (local launcher)")
     parser.add_argument("--log-root", type=Path, help="Zoo log folder (default: benchmarks/results/<suite>/logs)")
     parser.add_argument("--device", default="cpu", help="Torch device of the runs")
     parser.add_argument("--dry-run", action="store_true", help="Print what would run (or be submitted) and exit")
@@ -299,14 +393,34 @@ def main(argv: list[str] | None = None) -> int:
     # Unknown arguments (after `--` or not) go to every zoo command, e.g. `-- --hyperparams learning_starts:1000`
     args, zoo_args = parser.parse_known_args(argv)
     zoo_args = [arg for arg in zoo_args if arg != "--"]
-    suite = select(get_suite(args.suite), args.algos, args.envs, args.seeds)
+    try:
+        suite = select(get_suite(args.suite), args.algos, args.envs, args.seeds)
+    except KeyError as error:
+        parser.error(error.args[0])
     log_root = (args.log_root or default_log_root(suite.name)).resolve()
     if args.launcher == "slurm":
         return _run_on_slurm(suite, log_root, args, tuple(zoo_args))
+    # A signal to the runner reaches the zoo processes it started, and leaves their runs unfinished
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stop_children)
     failed = run_suite(suite, log_root, args.jobs, args.device, tuple(zoo_args), args.dry_run)
+    if _STOPPING.is_set():
+        print(f"Stopped by a signal: {len(failed)} runs left unfinished")
+        return 130
     if failed:
         print(f"{len(failed)} runs failed: {', '.join(map(str, failed))}")
     return 1 if failed else 0
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
 
 
 def _run_on_slurm(suite: Suite, log_root: Path, args: argparse.Namespace, zoo_args: tuple[str, ...]) -> int:

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from benchmarks import launch, report, run
@@ -34,7 +35,8 @@ def test_dry_run_shows_the_array_and_submits_nothing(tmp_path, capsys):
 def test_runs_of_live_jobs_wait_and_runs_of_gone_jobs_are_submitted_again(tmp_path):
     finished, queued, gone, new = smoke(4)
     finished.run_dir(tmp_path).mkdir(parents=True)
-    (finished.run_dir(tmp_path) / run.MARKER).write_text("{}")
+    (finished.run_dir(tmp_path) / run.MARKER).write_text('{"algo": "td3", "env_id": "Pendulum-v1", "seed": 0}')
+    np.savez(finished.run_dir(tmp_path) / run.EVALUATIONS, timesteps=[200], results=[[-1.0]], ep_lengths=[[200]])
     record(queued, tmp_path, str(subprocess.os.getpid()))  # a live process
     ended = subprocess.Popen([sys.executable, "-c", "pass"])
     ended.wait()

@@ -67,7 +67,8 @@ def test_runner_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     suite = select(get_suite("smoke"), algos=["td3"], n_seeds=3)
     finished, unfinished, never_started = run.plan_runs(suite)
     finished.run_dir(tmp_path).mkdir(parents=True)
-    (finished.run_dir(tmp_path) / run.MARKER).write_text("{}")
+    (finished.run_dir(tmp_path) / run.MARKER).write_text('{"algo": "td3", "env_id": "Pendulum-v1", "seed": 0}')
+    np.savez(finished.run_dir(tmp_path) / run.EVALUATIONS, timesteps=[200], results=[[-1.0]], ep_lengths=[[200]])
     # A crashed attempt: its half-written run folder and staging folder must go
     (unfinished.run_dir(tmp_path) / "junk").mkdir(parents=True)
     (unfinished.staging_dir(tmp_path) / "td3" / "Pendulum-v1_1").mkdir(parents=True)
