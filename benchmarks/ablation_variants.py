@@ -47,15 +47,8 @@ from sb3_denoise_pg.common.estimator import (
     normalize_by_rms,
     orthogonal_normal,
 )
-from sb3_denoise_pg.denoise_pg.denoise_pg import (
-    DenoisePG,
-    Estimate,
-    Samples,
-    Sigma,
-    _is_integer,
-    _is_number,
-    _require,
-)
+from sb3_denoise_pg.denoise_pg.checks import _is_integer, _is_number, _require
+from sb3_denoise_pg.denoise_pg.denoise_pg import DenoisePG, Estimate, Samples, Sigma
 from sb3_denoise_pg.denoise_pg.policies import DenoisePGPolicy, Denoiser, _StateActionNet
 
 

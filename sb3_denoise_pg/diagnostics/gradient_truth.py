@@ -45,7 +45,7 @@ from stable_baselines3.common.type_aliases import DictReplayBufferSamples, Repla
 from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_denoise_pg.common.estimator import orthogonal_normal
-from sb3_denoise_pg.denoise_pg.denoise_pg import _is_integer, _is_number
+from sb3_denoise_pg.denoise_pg.checks import _is_integer, _is_number
 from sb3_denoise_pg.diagnostics import metrics
 from sb3_denoise_pg.diagnostics.rewind import RewindError, Snapshot, reseed_noise, restore, rollout_env, snapshot
 from sb3_denoise_pg.diagnostics.signals import check_model, model_signals, policy_actions

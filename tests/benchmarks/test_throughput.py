@@ -44,7 +44,7 @@ def test_committed_throughput_tables_record_what_produced_them():
 
 
 def test_removed_options_run_through_the_ablation_variant_class():
-    from sb3_denoise_pg.denoise_pg.denoise_pg import REMOVED_OPTIONS
+    from sb3_denoise_pg.denoise_pg.checks import REMOVED_OPTIONS
 
     ablation_only = {*REMOVED_OPTIONS, "anchor"}
     assert any(ablation_only & set(overrides) for _, overrides in throughput.ALGOS.values())
