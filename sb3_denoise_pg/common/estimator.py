@@ -4,9 +4,33 @@ functions that can be tested alone. Equation numbers refer to the derivation in 
 """
 
 import math
+from typing import NamedTuple
 
 import torch as th
 from torch.nn import functional as F
+
+Sigma = float | th.Tensor  # one noise scale for the batch, or one per transition (shape (batch, 1))
+
+
+class Estimate(NamedTuple):
+    """The score-difference estimate and what it was made of (for the actor update and the diagnostics)."""
+
+    gradient: th.Tensor  # (batch, action_dim), averaged over the noise draws, control variate applied
+    per_draw: th.Tensor  # (n_draws, batch, action_dim), the estimate of each draw, control variate applied
+    noise: th.Tensor  # (n_draws, batch, action_dim), the unit-scale draws z
+    sigma: Sigma  # the noise scale of a~ = a + sigma z
+    noisy_actions: th.Tensor  # (n_draws, batch, action_dim)
+    denoised_cond: th.Tensor  # (n_draws * batch, action_dim)
+    denoised_uncond: th.Tensor  # (n_draws * batch, action_dim)
+    critic_gradient: th.Tensor | None = None  # (batch, action_dim), c = grad_a b(s, a) when a control variate is used
+    cv_coefficient: float = 0.0  # lambda
+
+    @property
+    def gradient_without_cv(self) -> th.Tensor:
+        """The draw-averaged estimate without the control variate, ``mean_k G_k``."""
+        if self.critic_gradient is None:
+            return self.gradient
+        return self.gradient + self.cv_coefficient * critic_control_variate(self.noise, self.critic_gradient).mean(dim=0)
 
 
 def _check_same_shape(**tensors: th.Tensor) -> None:

@@ -4,11 +4,18 @@ the library (refused by name when a saved model or ``load()`` still has them). C
 so that a bad value is a ``ValueError`` naming it, never an assert or a NaN later.
 """
 
+import io
 import math
-from typing import Any, ClassVar
+import pathlib
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
+import torch as th
 from gymnasium import spaces
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv
+
+SelfChecked = TypeVar("SelfChecked", bound="HyperparameterChecks")
 
 # Options that left the library: the value that made each a no-op, and the version that no longer has it. They live
 # on, for the ablations, in benchmarks.ablation_variants.AblationDenoisePG.
@@ -66,8 +73,9 @@ def _is_bool(value: Any) -> bool:
 
 class HyperparameterChecks:
     """
-    The checks of :class:`~sb3_denoise_pg.DenoisePG`'s hyperparameters and removed options, as methods a subclass can
-    extend (the ablation variants add their own options).
+    The checks of :class:`~sb3_denoise_pg.DenoisePG`'s hyperparameters, policy, losses and removed options, as methods
+    a subclass can extend (the ablation variants add their own options); and a ``load`` that refuses removed options
+    passed to it and explains a file whose networks do not fit.
     """
 
     # Saved options a model of this class refuses to load (a subclass that still has them empties it)
@@ -141,3 +149,42 @@ class HyperparameterChecks:
                     f"{name}={no_op!r} loads into DenoisePG). Load it with benchmarks.ablation_variants.AblationDenoisePG, "
                     "which keeps the ablation-only options."
                 )
+
+    def _get_policy_from_name(self, policy_name: str) -> type[BasePolicy]:
+        if policy_name not in self.policy_aliases:
+            raise ValueError(f"policy must be one of {sorted(self.policy_aliases)} or a policy class, got {policy_name!r}")
+        return self.policy_aliases[policy_name]
+
+    def _checked(self, name: str, loss: th.Tensor) -> float:
+        """Return the loss as a float, or raise before a non-finite value reaches the weights."""
+        value = loss.item()
+        if not math.isfinite(value):
+            raise FloatingPointError(
+                f"DenoisePG: non-finite {name} ({value}) at update step {self._n_updates}. "
+                "Check the rewards and observations for NaN/inf, or lower the learning rate."
+            )
+        return value
+
+    @classmethod
+    def load(  # type: ignore[override]
+        cls: type[SelfChecked],
+        path: str | pathlib.Path | io.BufferedIOBase,
+        env: GymEnv | None = None,
+        device: th.device | str = "auto",
+        custom_objects: dict[str, Any] | None = None,
+        print_system_info: bool = False,
+        force_reset: bool = True,
+        **kwargs: Any,
+    ) -> SelfChecked:
+        # Refused as an argument here, not later as if the file had it
+        cls._refuse_removed_options(kwargs, "load() was given")
+        try:
+            return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+        except RuntimeError as error:
+            if "state_dict" not in str(error):
+                raise
+            # torch's message lists keys and shapes: say which options can cause it
+            raise ValueError(
+                "The saved parameters do not fit this model's networks: an option that shapes them (policy_kwargs, "
+                "the spaces) differs from the saved model's. Load without changing it."
+            ) from error

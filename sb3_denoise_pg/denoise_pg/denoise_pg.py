@@ -1,15 +1,12 @@
-import io
-import math
-import pathlib
 import warnings
 from collections import defaultdict
-from typing import Any, ClassVar, NamedTuple, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.base_class import maybe_make_env
-from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
+from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy, ContinuousCritic
@@ -18,6 +15,8 @@ from stable_baselines3.common.utils import get_parameters_by_name, polyak_update
 from stable_baselines3.td3.policies import Actor
 
 from sb3_denoise_pg.common.estimator import (
+    Estimate,
+    Sigma,
     actor_loss_from_gradient,
     antithetic_normal,
     cosine_similarity,
@@ -42,35 +41,13 @@ from sb3_denoise_pg.denoise_pg.policies import (
     MlpPolicy,
     MultiInputPolicy,
 )
-from sb3_denoise_pg.denoise_pg.pretraining import check_pretraining_data, collect_random_transitions
+from sb3_denoise_pg.denoise_pg.pretraining import DenoiserPretraining
 
 SelfDenoisePG = TypeVar("SelfDenoisePG", bound="DenoisePG")
 Samples = ReplayBufferSamples | DictReplayBufferSamples
-Sigma = float | th.Tensor  # one noise scale for the batch, or one per transition (shape (batch, 1))
 
 
-class Estimate(NamedTuple):
-    """The score-difference estimate and what it was made of (for the actor update and the diagnostics)."""
-
-    gradient: th.Tensor  # (batch, action_dim), averaged over the noise draws, control variate applied
-    per_draw: th.Tensor  # (n_draws, batch, action_dim), the estimate of each draw, control variate applied
-    noise: th.Tensor  # (n_draws, batch, action_dim), the unit-scale draws z
-    sigma: Sigma  # the noise scale of a~ = a + sigma z
-    noisy_actions: th.Tensor  # (n_draws, batch, action_dim)
-    denoised_cond: th.Tensor  # (n_draws * batch, action_dim)
-    denoised_uncond: th.Tensor  # (n_draws * batch, action_dim)
-    critic_gradient: th.Tensor | None = None  # (batch, action_dim), c = grad_a b(s, a) when a control variate is used
-    cv_coefficient: float = 0.0  # lambda
-
-    @property
-    def gradient_without_cv(self) -> th.Tensor:
-        """The draw-averaged estimate without the control variate, ``mean_k G_k``."""
-        if self.critic_gradient is None:
-            return self.gradient
-        return self.gradient + self.cv_coefficient * critic_control_variate(self.noise, self.critic_gradient).mean(dim=0)
-
-
-class DenoisePG(HyperparameterChecks, OffPolicyAlgorithm):
+class DenoisePG(HyperparameterChecks, DenoiserPretraining, OffPolicyAlgorithm):
     """
     Denoising Policy Gradients (DenoisePG).
 
@@ -241,11 +218,6 @@ class DenoisePG(HyperparameterChecks, OffPolicyAlgorithm):
         if _init_setup_model:
             self._setup_model()
 
-    def _get_policy_from_name(self, policy_name: str) -> type[BasePolicy]:
-        if policy_name not in self.policy_aliases:
-            raise ValueError(f"policy must be one of {sorted(self.policy_aliases)} or a policy class, got {policy_name!r}")
-        return self.policy_aliases[policy_name]
-
     def _setup_model(self) -> None:
         # load() sets the saved attributes without the constructor: check them here too
         self._check_removed_options()
@@ -414,16 +386,6 @@ class DenoisePG(HyperparameterChecks, OffPolicyAlgorithm):
 
     # ---- training -----------------------------------------------------------------------------------------
 
-    def _checked(self, name: str, loss: th.Tensor) -> float:
-        """Return the loss as a float, or raise before a non-finite value reaches the weights."""
-        value = loss.item()
-        if not math.isfinite(value):
-            raise FloatingPointError(
-                f"DenoisePG: non-finite {name} ({value}) at update step {self._n_updates}. "
-                "Check the rewards and observations for NaN/inf, or lower the learning rate."
-            )
-        return value
-
     @staticmethod
     def _step(optimizer: th.optim.Optimizer, loss: th.Tensor) -> None:
         optimizer.zero_grad()
@@ -444,54 +406,6 @@ class DenoisePG(HyperparameterChecks, OffPolicyAlgorithm):
         loss = denoising_loss(self.denoiser(noisy_actions, state_features, outcome, condition, sigma), actions, sigma)
         stats["denoiser_loss"].append(self._checked("denoiser_loss", loss))
         self._step(self.denoiser.optimizer, loss)
-
-    def pretrain_denoiser(
-        self: SelfDenoisePG,
-        data: ReplayBuffer | None = None,
-        gradient_steps: int = 1_000,
-        collect_steps: int = 0,
-        batch_size: int | None = None,
-        use_rewards: bool = False,
-    ) -> SelfDenoisePG:
-        """
-        Train the denoiser before any reward is seen (the seed post's second claim): by default the outcome's
-        reward slot is masked, so that ``D(a~ | s, s', done)`` and ``D(a~ | s)`` learn how actions move the world.
-        ``learn()`` then fine-tunes it with rewards. Neither the critic nor the actor is touched.
-
-        :param data: Transitions to learn from, a replay buffer of the model's spaces with actions scaled to
-            ``[-1, 1]`` (as SB3 stores them). ``None``: first collect ``collect_steps`` env-steps in the model's env
-            with uniformly random actions; they are not counted in ``num_timesteps`` nor added to the model's replay
-            buffer (their rewards were not seen).
-        :param gradient_steps: Denoiser updates
-        :param collect_steps: Random exploration steps when ``data`` is ``None``
-        :param batch_size: Minibatch size (default: the model's)
-        :param use_rewards: Condition on ``data``'s rewards instead of masking them
-        :return: This model
-        """
-        if not (isinstance(gradient_steps, (int, np.integer)) and gradient_steps >= 1):
-            raise ValueError(f"gradient_steps must be an integer >= 1, got {gradient_steps!r}")
-        if data is None:
-            data = self._collect_random(collect_steps)
-        elif collect_steps:
-            raise ValueError("collect_steps collects data in the model's env: give either data or collect_steps")
-        data = check_pretraining_data(data, self.observation_space, self.action_space)
-        self.policy.set_training_mode(True)
-        stats: dict[str, list[float]] = defaultdict(list)
-        for _ in range(gradient_steps):
-            self._update_denoiser(data.sample(batch_size or self.batch_size), stats, reward_known=use_rewards)
-        if self.verbose >= 1:
-            print(f"Pretrained the denoiser: {gradient_steps} steps, final loss {np.mean(stats['denoiser_loss'][-100:]):.4f}")
-        return self
-
-    def _collect_random(self, collect_steps: int) -> ReplayBuffer:
-        if self.env is None:
-            raise ValueError("pretrain_denoiser without data needs an env: create the model with one, or call set_env")
-        if not (isinstance(collect_steps, (int, np.integer)) and collect_steps >= 1):
-            raise ValueError(f"collect_steps must be an integer >= 1 when no data is given, got {collect_steps!r}")
-        buffer_class = DictReplayBuffer if isinstance(self.observation_space, spaces.Dict) else ReplayBuffer
-        buffer = buffer_class(collect_steps, self.observation_space, self.action_space, self.device, n_envs=self.n_envs)
-        collect_random_transitions(self.env, collect_steps, buffer, self.policy.scale_action)
-        return buffer
 
     def _actor_gradient(
         self, replay_data: Samples, estimate: Estimate, actions: th.Tensor, stats: dict[str, list[float]]
@@ -606,30 +520,6 @@ class DenoisePG(HyperparameterChecks, OffPolicyAlgorithm):
             reset_num_timesteps=reset_num_timesteps,
             progress_bar=progress_bar,
         )
-
-    @classmethod
-    def load(  # type: ignore[override]
-        cls: type[SelfDenoisePG],
-        path: str | pathlib.Path | io.BufferedIOBase,
-        env: GymEnv | None = None,
-        device: th.device | str = "auto",
-        custom_objects: dict[str, Any] | None = None,
-        print_system_info: bool = False,
-        force_reset: bool = True,
-        **kwargs: Any,
-    ) -> SelfDenoisePG:
-        # Refused as an argument here, not later as if the file had it
-        cls._refuse_removed_options(kwargs, "load() was given")
-        try:
-            return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
-        except RuntimeError as error:
-            if "state_dict" not in str(error):
-                raise
-            # torch's message lists keys and shapes: say which options can cause it
-            raise ValueError(
-                "The saved parameters do not fit this model's networks: an option that shapes them (policy_kwargs, "
-                "the spaces) differs from the saved model's. Load without changing it."
-            ) from error
 
     def _excluded_save_params(self) -> list[str]:
         return [

@@ -1,4 +1,10 @@
-"""Reward-free data for pretraining the denoiser: random exploration and checks of user-given transitions."""
+"""
+Pretraining the denoiser before any reward is seen: the model's ``pretrain_denoiser``, the random exploration that
+collects its data, and the checks of user-given transitions.
+"""
+
+from collections import defaultdict
+from typing import TypeVar
 
 import numpy as np
 from gymnasium import spaces
@@ -47,3 +53,58 @@ def collect_random_transitions(env: VecEnv, n_steps: int, buffer: ReplayBuffer, 
                     real_next_obs[i] = infos[i]["terminal_observation"]
         buffer.add(obs, real_next_obs, scale_action(actions), rewards, dones, infos)
         obs = next_obs
+
+
+SelfPretraining = TypeVar("SelfPretraining", bound="DenoiserPretraining")
+
+
+class DenoiserPretraining:
+    """``pretrain_denoiser`` of :class:`~sb3_denoise_pg.DenoisePG` (it uses the model's denoiser update)."""
+
+    def pretrain_denoiser(
+        self: SelfPretraining,
+        data: ReplayBuffer | None = None,
+        gradient_steps: int = 1_000,
+        collect_steps: int = 0,
+        batch_size: int | None = None,
+        use_rewards: bool = False,
+    ) -> SelfPretraining:
+        """
+        Train the denoiser before any reward is seen (the seed post's second claim): by default the outcome's
+        reward slot is masked, so that ``D(a~ | s, s', done)`` and ``D(a~ | s)`` learn how actions move the world.
+        ``learn()`` then fine-tunes it with rewards. Neither the critic nor the actor is touched.
+
+        :param data: Transitions to learn from, a replay buffer of the model's spaces with actions scaled to
+            ``[-1, 1]`` (as SB3 stores them). ``None``: first collect ``collect_steps`` env-steps in the model's env
+            with uniformly random actions; they are not counted in ``num_timesteps`` nor added to the model's replay
+            buffer (their rewards were not seen).
+        :param gradient_steps: Denoiser updates
+        :param collect_steps: Random exploration steps when ``data`` is ``None``
+        :param batch_size: Minibatch size (default: the model's)
+        :param use_rewards: Condition on ``data``'s rewards instead of masking them
+        :return: This model
+        """
+        if not (isinstance(gradient_steps, (int, np.integer)) and gradient_steps >= 1):
+            raise ValueError(f"gradient_steps must be an integer >= 1, got {gradient_steps!r}")
+        if data is None:
+            data = self._collect_random(collect_steps)
+        elif collect_steps:
+            raise ValueError("collect_steps collects data in the model's env: give either data or collect_steps")
+        data = check_pretraining_data(data, self.observation_space, self.action_space)
+        self.policy.set_training_mode(True)
+        stats: dict[str, list[float]] = defaultdict(list)
+        for _ in range(gradient_steps):
+            self._update_denoiser(data.sample(batch_size or self.batch_size), stats, reward_known=use_rewards)
+        if self.verbose >= 1:
+            print(f"Pretrained the denoiser: {gradient_steps} steps, final loss {np.mean(stats['denoiser_loss'][-100:]):.4f}")
+        return self
+
+    def _collect_random(self, collect_steps: int) -> ReplayBuffer:
+        if self.env is None:
+            raise ValueError("pretrain_denoiser without data needs an env: create the model with one, or call set_env")
+        if not (isinstance(collect_steps, (int, np.integer)) and collect_steps >= 1):
+            raise ValueError(f"collect_steps must be an integer >= 1 when no data is given, got {collect_steps!r}")
+        buffer_class = DictReplayBuffer if isinstance(self.observation_space, spaces.Dict) else ReplayBuffer
+        buffer = buffer_class(collect_steps, self.observation_space, self.action_space, self.device, n_envs=self.n_envs)
+        collect_random_transitions(self.env, collect_steps, buffer, self.policy.scale_action)
+        return buffer
