@@ -243,8 +243,10 @@ class AblationDenoisePG(DenoisePG):
 
     # ---- the outcome, the baseline and the actor's batch ------------------------------------------------------
 
-    def _encode(self, replay_data: Samples, reward_known: bool = True) -> tuple[th.Tensor, th.Tensor]:
-        return super()._encode(replay_data, reward_known and self.condition_on_reward)
+    def _encode(
+        self, replay_data: Samples, reward_known: bool = True, td_targets: th.Tensor | None = None
+    ) -> tuple[th.Tensor, th.Tensor]:
+        return super()._encode(replay_data, reward_known and self.condition_on_reward, td_targets)
 
     def _critic_values(self, critic_features: th.Tensor, actions: th.Tensor) -> th.Tensor:
         if self.baseline_reduction == "mean":

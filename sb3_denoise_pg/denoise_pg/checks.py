@@ -106,6 +106,11 @@ class HyperparameterChecks:
             _is_number(self.cond_dropout) and 0 <= self.cond_dropout < 1, "cond_dropout must be in [0, 1)", self.cond_dropout
         )
         _require(
+            self.denoiser_condition in ("outcome", "td_target"),
+            "denoiser_condition must be 'outcome' or 'td_target'",
+            self.denoiser_condition,
+        )
+        _require(
             _is_integer(self.policy_delay) and self.policy_delay >= 1,
             "policy_delay must be an integer >= 1",
             self.policy_delay,

@@ -10,6 +10,7 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy, ContinuousCritic
+from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.type_aliases import DictReplayBufferSamples, GymEnv, MaybeCallback, ReplayBufferSamples, Schedule
 from stable_baselines3.common.utils import get_parameters_by_name, polyak_update
 from stable_baselines3.td3.policies import Actor
@@ -93,6 +94,11 @@ class DenoisePG(HyperparameterChecks, DenoiserPretraining, OffPolicyAlgorithm):
         (``docs/estimator.rst``, eq. 6; unbiased for any ``lambda``): ``"optimal"`` fits the variance-minimising
         ``lambda`` on each batch (clipped to ``[0, 1]``), a number in ``[0, 1]`` fixes it, ``None`` turns it off.
         It costs one backward pass through the critics per actor step.
+    :param denoiser_condition: What the conditional denoiser is given: ``"outcome"``, the transition's outcome
+        ``o = (s', r, done)``; ``"td_target"``, its TD target ``y`` alone (standardised by running statistics, in the
+        reward's slot of the same network, the next state's slots zero): the estimate's conditional expectation given
+        ``y``, the same mean for exact denoisers and a variance no larger (docs/estimator.rst, "Conditioning on the TD
+        target"). ``"td_target"`` cannot pretrain without rewards.
     :param cond_dropout: Probability that a denoiser training sample sees the null outcome instead of its own,
         so that the same network learns ``D(a~ | s)``. In ``[0, 1)``.
     :param normalize_action_gradient: Whether to divide the batch's ``G_hat`` by its root-mean-square before the
@@ -155,6 +161,7 @@ class DenoisePG(HyperparameterChecks, DenoiserPretraining, OffPolicyAlgorithm):
         n_noise_samples: int = 8,
         antithetic: bool = True,
         critic_control_variate: str | float | None = "optimal",
+        denoiser_condition: str = "outcome",
         cond_dropout: float = 0.5,
         normalize_action_gradient: bool = True,
         center_advantages: bool = True,
@@ -177,6 +184,9 @@ class DenoisePG(HyperparameterChecks, DenoiserPretraining, OffPolicyAlgorithm):
         self.n_noise_samples = n_noise_samples
         self.antithetic = antithetic
         self.critic_control_variate = critic_control_variate
+        self.denoiser_condition = denoiser_condition
+        # Running mean and variance of the TD targets, which enter the denoiser standardised (denoiser_condition)
+        self.td_target_stats = RunningMeanStd(shape=())
         self.cond_dropout = cond_dropout
         self.normalize_action_gradient = normalize_action_gradient
         self.center_advantages = center_advantages
@@ -277,16 +287,28 @@ class DenoisePG(HyperparameterChecks, DenoiserPretraining, OffPolicyAlgorithm):
         """
         return antithetic_normal(self.n_noise_samples, tuple(actions.shape), actions.device, self.antithetic)
 
-    def _encode(self, replay_data: Samples, reward_known: bool = True) -> tuple[th.Tensor, th.Tensor]:
-        """The denoiser's features of ``s`` and of the outcome ``o = (s', r, done)`` (reward masked when not known)."""
-        return self.denoiser.encode(
-            replay_data.observations, replay_data.next_observations, replay_data.rewards, replay_data.dones, reward_known
-        )
+    def _encode(
+        self, replay_data: Samples, reward_known: bool = True, td_targets: th.Tensor | None = None
+    ) -> tuple[th.Tensor, th.Tensor]:
+        """
+        The denoiser's features of ``s`` and its condition: the outcome ``o = (s', r, done)`` (reward masked when not
+        known), or with ``denoiser_condition="td_target"`` the standardised TD target (computed here when not given).
+        """
+        if self.denoiser_condition == "outcome":
+            return self.denoiser.encode(
+                replay_data.observations, replay_data.next_observations, replay_data.rewards, replay_data.dones, reward_known
+            )
+        if td_targets is None:
+            td_targets = self.td_target(replay_data)
+        mean, std = self.td_target_stats.mean, np.sqrt(self.td_target_stats.var + 1e-8)
+        return self.denoiser.encode_target(replay_data.observations, (td_targets - float(mean)) / float(std))
 
-    def _denoise(self, replay_data: Samples, noisy_actions: th.Tensor, sigma: Sigma) -> tuple[th.Tensor, th.Tensor]:
+    def _denoise(
+        self, replay_data: Samples, noisy_actions: th.Tensor, sigma: Sigma, td_targets: th.Tensor | None = None
+    ) -> tuple[th.Tensor, th.Tensor]:
         """``D(a~ | s, o)`` and ``D(a~ | s)`` of every draw, rows in draw-major order (row ``k * batch + i``)."""
         n_draws, _, action_dim = noisy_actions.shape
-        state_features, outcome = self._encode(replay_data)
+        state_features, outcome = self._encode(replay_data, td_targets=td_targets)
         return self.denoiser.denoise_both(
             noisy_actions.reshape(-1, action_dim),
             state_features.repeat(n_draws, 1),
@@ -328,7 +350,7 @@ class DenoisePG(HyperparameterChecks, DenoiserPretraining, OffPolicyAlgorithm):
             n_draws, (batch_size, action_dim) = self.n_noise_samples, actions.shape
             noise, sigma = self.draw_noise(actions), self.noise_scale(batch_size)
             noisy_actions = actions + sigma * noise  # (n_draws, batch, action_dim), eq. (4)
-            denoised_cond, denoised_uncond = self._denoise(replay_data, noisy_actions, sigma)
+            denoised_cond, denoised_uncond = self._denoise(replay_data, noisy_actions, sigma, td_targets)
             baselines = self._baseline(replay_data, noisy_actions)
             td_targets = td_targets.repeat(n_draws, 1)
             if self.center_advantages:
@@ -397,12 +419,21 @@ class DenoisePG(HyperparameterChecks, DenoiserPretraining, OffPolicyAlgorithm):
         stats["critic_loss"].append(self._checked("critic_loss", loss))
         self._step(self.critic.optimizer, loss)
 
-    def _update_denoiser(self, replay_data: Samples, stats: dict[str, list[float]], reward_known: bool = True) -> None:
+    def _update_denoiser(
+        self,
+        replay_data: Samples,
+        stats: dict[str, list[float]],
+        reward_known: bool = True,
+        td_targets: th.Tensor | None = None,
+    ) -> None:
         actions, sigma = replay_data.actions, self.noise_scale(replay_data.actions.shape[0])
+        if self.denoiser_condition == "td_target":
+            td_targets = self.td_target(replay_data) if td_targets is None else td_targets
+            self.td_target_stats.update(td_targets.detach().cpu().numpy().reshape(-1))
         noisy_actions = actions + sigma * th.randn_like(actions)
         # Conditioning dropout: a fraction of the batch learns D(a~ | s) through the null outcome
         condition = th.rand(actions.shape[0], 1, device=actions.device) >= self.cond_dropout
-        state_features, outcome = self._encode(replay_data, reward_known)
+        state_features, outcome = self._encode(replay_data, reward_known, td_targets)
         loss = denoising_loss(self.denoiser(noisy_actions, state_features, outcome, condition, sigma), actions, sigma)
         stats["denoiser_loss"].append(self._checked("denoiser_loss", loss))
         self._step(self.denoiser.optimizer, loss)
@@ -491,7 +522,7 @@ class DenoisePG(HyperparameterChecks, DenoiserPretraining, OffPolicyAlgorithm):
             replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
             td_targets = self.td_target(replay_data)
             self._update_critic(replay_data, td_targets, stats)
-            self._update_denoiser(replay_data, stats)
+            self._update_denoiser(replay_data, stats, td_targets=td_targets)
             if self._n_updates % self.policy_delay == 0:
                 last_actor_update = self._update_actor(replay_data, td_targets, stats)
                 self._update_targets()

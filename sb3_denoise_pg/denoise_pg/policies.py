@@ -106,6 +106,18 @@ class Denoiser(_StateActionNet):
         known = th.full_like(rewards, float(reward_known))
         return state_features, th.cat([next_state_features, rewards * known, dones, known], dim=1)
 
+    def encode_target(self, obs: PyTorchObs, targets: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """
+        Features of the state and a condition made of a scalar target alone (the standardised TD target): in the
+        outcome's layout, the target in the reward's slot, the next state's features and the done flag zero.
+
+        :param targets: Shape ``(batch, 1)``
+        :return: state features ``(batch, features_dim)`` and condition ``(batch, features_dim + 3)``
+        """
+        features = self.extract_features(obs, self.features_extractor)
+        zeros = th.zeros(features.shape[0], self.features_dim + 1, device=features.device, dtype=features.dtype)
+        return features, th.cat([zeros[:, : self.features_dim], targets, zeros[:, -1:], th.ones_like(targets)], dim=1)
+
     def forward(
         self,
         noisy_actions: th.Tensor,

@@ -84,6 +84,11 @@ class DenoiserPretraining:
         :param use_rewards: Condition on ``data``'s rewards instead of masking them
         :return: This model
         """
+        if self.denoiser_condition != "outcome":
+            raise ValueError(
+                f"pretrain_denoiser conditions the denoiser on the outcome without its reward; with "
+                f"denoiser_condition={self.denoiser_condition!r} there is no condition before rewards are seen"
+            )
         if not (isinstance(gradient_steps, (int, np.integer)) and gradient_steps >= 1):
             raise ValueError(f"gradient_steps must be an integer >= 1, got {gradient_steps!r}")
         if data is None:
