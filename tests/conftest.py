@@ -17,6 +17,7 @@ a test that changes the model (an attribute, its weights) must work on ``copy.de
 import copy
 import inspect
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,15 @@ from sb3_denoise_pg.envs import LinearGaussianWorld
 # second thread per process then fights the other process for its core (with small networks every step waits)
 os.environ["OMP_NUM_THREADS"] = "1"
 th.set_num_threads(1)
+
+# MuJoCo writes each warning to MUJOCO_LOG.TXT in the working directory (the repository root) unless a handler is
+# set: the tests make them Python warnings instead, which pytest reports (setup.cfg filters the known ones)
+try:
+    import mujoco
+
+    mujoco.set_mju_user_warning(lambda message: warnings.warn(f"MuJoCo warning {message}", RuntimeWarning, stacklevel=1))
+except ImportError:
+    pass
 
 SMALL: dict[str, Any] = dict(policy_kwargs=dict(net_arch=[32, 32]), learning_starts=50, batch_size=32, n_noise_samples=4)
 TINY: dict[str, Any] = dict(policy_kwargs=dict(net_arch=[16]), learning_starts=20, batch_size=16, n_noise_samples=2)
