@@ -40,6 +40,7 @@ import numpy as np
 from stable_baselines3.common.utils import LinearSchedule
 
 from benchmarks import RESULTS_DIR, markdown_table, started
+from benchmarks.figures import first_in_row, grid, save_figure, steps_in_thousands, style
 from benchmarks.variants import learn_with_evaluations, plot_mean_curve, run_plan
 
 Variants = dict[str, dict[str, Any]]  # variant name -> DenoisePG constructor overrides of the base; "td3" is TD3
@@ -327,26 +328,38 @@ def run_path(output: Path, variant: str, seed: int) -> Path:
     return output / "runs" / f"{re.sub(r'[^A-Za-z0-9.-]+', '_', variant)}_{seed}.json"
 
 
-def report(study: Study, results: list[dict], output: Path, command: str) -> str:
-    """Write the table (final and mean return per variant) and the learning curves; return the table."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+def plot_study(study: Study, by_variant: dict[str, list[dict]], path: Path) -> None:
+    """The learning curves of every variant, one panel per set of variants (each with its own legend)."""
     import matplotlib.pyplot as plt
 
+    # Each panel has its own variants, so its own legend: two wide panels a row leave it room
+    with style():
+        fig, panels = grid(len(study.panels), max_columns=2, panel_size=(5.8, 4.4))
+        for ax, (panel, variants) in zip(panels, study.panels.items(), strict=True):
+            ax.set_prop_cycle(color=plt.cm.tab20.colors[::2] + plt.cm.tab20.colors[1::2])
+            for variant in variants:
+                if variant in by_variant:
+                    plot_mean_curve(ax, by_variant[variant], variant)
+            ax.set_title(f"{study.env_id}: {panel}")
+            ax.set_xlabel("env steps")
+            steps_in_thousands(ax)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=9)
+        for ax in first_in_row(panels):
+            ax.set_ylabel("evaluation return")
+        fig.tight_layout()
+        save_figure(fig, path)
+
+
+def _by_variant(study: Study, results: list[dict]) -> dict[str, list[dict]]:
     by_variant = {variant: [r for r in results if r["variant"] == variant] for variant in study.variants}
-    by_variant = {variant: runs for variant, runs in by_variant.items() if runs}
-    fig, axes = plt.subplots(1, len(study.panels), figsize=(7.5 * len(study.panels), 5.5), sharey=True, squeeze=False)
-    for ax, (panel, variants) in zip(axes[0], study.panels.items(), strict=True):
-        ax.set_prop_cycle(color=plt.cm.tab20.colors[::2] + plt.cm.tab20.colors[1::2])
-        for variant in variants:
-            if variant in by_variant:
-                plot_mean_curve(ax, by_variant[variant], variant)
-        ax.set_title(f"{study.env_id}: DenoisePG ablation, {panel}")
-        ax.set_xlabel("env steps")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    axes[0, 0].set_ylabel("deterministic evaluation return")
+    return {variant: runs for variant, runs in by_variant.items() if runs}
+
+
+def report(study: Study, results: list[dict], output: Path, command: str) -> str:
+    """Write the table (final and mean return per variant) and the learning curves; return the table."""
+    by_variant = _by_variant(study, results)
+    plot_study(study, by_variant, output / "learning_curves.png")
     rows = []
     for variant, runs in by_variant.items():
         length = min(len(run["returns"]) for run in runs)
@@ -366,8 +379,6 @@ def report(study: Study, results: list[dict], output: Path, command: str) -> str
                 _mean_or_blank([r.get("final_saturation") for r in runs]),
             ]
         )
-    fig.tight_layout()
-    fig.savefig(output / "learning_curves.png", dpi=120)
     headers = ["variant", "change", "final return per seed", "final mean", "mean over run", "wall time (s)"]
     headers.append("actor saturation at the end")
     table = markdown_table(headers, rows)
@@ -392,6 +403,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--net-arch", type=int, nargs="+")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--output", type=Path, help="default: benchmarks/results/ablation[-<study>]")
+    parser.add_argument("--figure-only", action="store_true", help="Redraw the figure from the runs found; no training")
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     study = STUDIES[args.study]
@@ -402,6 +414,9 @@ def main(argv: list[str] | None = None) -> None:
         if getattr(args, name) is None:
             setattr(args, name, getattr(study, name))
     args.output = args.output or output_dir(args.study)
+    if args.figure_only:
+        plot_study(study, _by_variant(study, load_runs(study, args.output)), args.output / "learning_curves.png")
+        return
     (args.output / "runs").mkdir(parents=True, exist_ok=True)
     plan = [(variant, seed) for seed in range(args.seeds) for variant in args.variants or study.variants]
     run_plan(

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import RESULTS_DIR, markdown_table, relative_path, started
+from benchmarks.figures import first_in_row, grid, save_figure, shared_legend, steps_in_thousands, style
 from benchmarks.suites import get_suite, select
 from benchmarks.variants import run_plan
 
@@ -285,39 +286,34 @@ def _series(
 
 
 def plot(probes: list[dict], path: Path, scale: float = 0.2, level: str = "parameter") -> None:
-    """One panel per env: the cosine at the policy's action over training, mean over seeds and their range, with the
-    truth's ceiling (from its split-half cosine)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """One panel per env, in rows of three: the cosine at the policy's action over training, mean over seeds and their
+    range, with the truth's ceiling (from its split-half cosine); one legend for the figure."""
     groups = _group(probes)
     order = get_suite(SUITE).env_ids
     envs = sorted({p["env_id"] for p in probes}, key=lambda env: (order.index(env) if env in order else len(order), env))
-    fig, axes = plt.subplots(1, len(envs), figsize=(4.2 * len(envs), 3.6), squeeze=False)
     lines = [("td3", "critic", "TD3 critic"), ("denoise_pg", "critic", "DenoisePG critic")]
     lines += [("denoise_pg", "actor_update", "DenoisePG actor update"), ("denoise_pg", "anchored", "anchored form")]
-    for ax, env_id in zip(axes[0], envs, strict=True):
-        for algo, signal, label in lines:
-            xs, values = _series(probes, groups, env_id, algo, ("policy", scale, signal, level))
-            if xs:
-                ax.plot(xs, [np.mean(v) for v in values], marker="o", label=label)
-                ax.fill_between(xs, [min(v) for v in values], [max(v) for v in values], alpha=0.15)
-        for algo, style in (("td3", ":"), ("denoise_pg", "--")):
-            xs, values = _series(probes, groups, env_id, algo, ("policy", scale, "truth_split_half", level), "ceiling")
-            if xs:
-                label = f"truth's ceiling ({ALGO_CLASSES[algo]})"
-                ax.plot(xs, [np.mean(v) for v in values], "k" + style, lw=1, label=label)
-        ax.axhline(0, color="grey", lw=0.5)
-        ax.set_title(env_id.split("/")[-1])
-        ax.set_xlabel("env-steps")
-        ax.set_ylim(-1, 1)
-    axes[0][0].set_ylabel(f"cosine with the truth ({level}, scale {scale:g})")
-    axes[0][-1].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with style():
+        fig, panels = grid(len(envs))
+        for ax, env_id in zip(panels, envs, strict=True):
+            for index, (algo, signal, label) in enumerate(lines):
+                xs, values = _series(probes, groups, env_id, algo, ("policy", scale, signal, level))
+                if xs:
+                    color = f"C{index}"
+                    ax.plot(xs, [np.mean(v) for v in values], marker="o", color=color, label=label)
+                    ax.fill_between(xs, [min(v) for v in values], [max(v) for v in values], color=color, alpha=0.15)
+            for algo, style_ in (("td3", ":"), ("denoise_pg", "--")):
+                xs, values = _series(probes, groups, env_id, algo, ("policy", scale, "truth_split_half", level), "ceiling")
+                if xs:
+                    label = f"truth's ceiling ({ALGO_CLASSES[algo]})"
+                    ax.plot(xs, [np.mean(v) for v in values], "k" + style_, lw=1, label=label)
+            ax.axhline(0, color="grey", lw=0.5)
+            ax.set(title=env_id.split("/")[-1], xlabel="env steps", ylim=(-1, 1))
+            steps_in_thousands(ax)
+        for ax in first_in_row(panels):
+            ax.set_ylabel(f"cosine ({level}, scale {scale:g})")
+        shared_legend(fig, panels)
+        save_figure(fig, path)
 
 
 def _provenance(probes: list[dict], stage: str) -> str:

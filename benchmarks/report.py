@@ -22,12 +22,12 @@ from rliable import metrics
 from scipy import stats
 
 from benchmarks import REPO_ROOT, RESULTS_DIR, markdown_table, relative_path
+from benchmarks.figures import first_in_row, grid, save_figure, shared_legend, steps_in_thousands, style
 from benchmarks.run import MARKER, UnreadableRun, default_log_root, read_run
 from benchmarks.suites import SUITES, get_suite
 from benchmarks.throughput import OUTPUT_DIR as THROUGHPUT_DIR
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # after the backend choice
 
 RANDOM_SCORES = RESULTS_DIR / "random_scores.json"
 CURVES = "learning_curves.png"
@@ -220,40 +220,39 @@ def _mean_and_ci(returns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def plot_curves(runs: list[Run], env_ids: list[str], algos: list[str], path: Path) -> None:
     """
-    One panel per env with a finished run (of any of ``algos``), in the order of ``env_ids``: mean deterministic
-    evaluation return across seeds vs env steps, with its 95% CI. Without any finished run, one empty panel says so.
+    One panel per env with a finished run (of any of ``algos``), in the order of ``env_ids``, in rows of three: mean
+    deterministic evaluation return across seeds vs env steps, with its 95% CI, and one legend for the figure (the
+    seeds of each algorithm in each panel's title). Without any finished run, one empty panel says so.
     """
     with_runs = {run.env_id for run in runs if run.algo in algos}
     env_ids = [env_id for env_id in env_ids if env_id in with_runs]
-    if not env_ids:
-        fig, ax = plt.subplots(figsize=(4.5, 3.5))
-        ax.text(0.5, 0.5, "No finished run yet", ha="center", va="center", transform=ax.transAxes)
-        ax.set_axis_off()
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        return
-    n_cols = min(4, len(env_ids))
-    n_rows = -(-len(env_ids) // n_cols)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.5 * n_cols, 3.5 * n_rows), squeeze=False)
-    for ax, env_id in zip(axes.flat, env_ids, strict=False):
-        for algo in algos:
-            algo_runs = [run for run in runs if (run.env_id, run.algo) == (env_id, algo)]
-            if not algo_runs:
-                continue
-            # Runs of one suite share their evaluation steps; truncate in case one protocol changed
-            length = min(len(run.timesteps) for run in algo_runs)
-            mean, half_width = _mean_and_ci(np.stack([run.returns[:length] for run in algo_runs]))
-            timesteps = algo_runs[0].timesteps[:length]
-            (line,) = ax.plot(timesteps, mean, label=f"{algo} ({len(algo_runs)})")
-            ax.fill_between(timesteps, mean - half_width, mean + half_width, color=line.get_color(), alpha=0.2)
-        ax.set(title=env_id, xlabel="Env steps", ylabel="Evaluation return")
-        if ax.lines:
-            ax.legend(fontsize="small")
-    for ax in axes.flat[len(env_ids) :]:
-        ax.set_visible(False)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    with style():
+        fig, panels = grid(max(1, len(env_ids)))
+        if not env_ids:
+            panels[0].text(0.5, 0.5, "No finished run yet", ha="center", va="center", transform=panels[0].transAxes)
+            panels[0].set_axis_off()
+            save_figure(fig, path)
+            return
+        for ax, env_id in zip(panels, env_ids, strict=True):
+            seeds = []
+            for index, algo in enumerate(algos):
+                algo_runs = [run for run in runs if (run.env_id, run.algo) == (env_id, algo)]
+                if not algo_runs:
+                    continue
+                seeds.append(f"{len(algo_runs)}")
+                # Runs of one suite share their evaluation steps; truncate in case one protocol changed
+                length = min(len(run.timesteps) for run in algo_runs)
+                mean, half_width = _mean_and_ci(np.stack([run.returns[:length] for run in algo_runs]))
+                timesteps = algo_runs[0].timesteps[:length]
+                ax.plot(timesteps, mean, color=f"C{index}", label=algo)
+                ax.fill_between(timesteps, mean - half_width, mean + half_width, color=f"C{index}", alpha=0.2)
+            counts = seeds[0] if len(set(seeds)) == 1 else "/".join(seeds)
+            ax.set(title=f"{env_id.split('/')[-1]} ({counts} seed{'' if counts == '1' else 's'})", xlabel="env steps")
+            steps_in_thousands(ax)
+        for ax in first_in_row(panels):
+            ax.set_ylabel("evaluation return")
+        shared_legend(fig, panels)
+        save_figure(fig, path)
 
 
 # The one throughput table, repository-relative
@@ -299,7 +298,7 @@ def write_report(
         "(R - random) / (TD3 - random): random is a uniform random policy (`random_scores.json`).",
         normalized_table(runs, env_ids, algos, load_random_scores(env_ids, random_scores_path), reps),
         "## Learning curves",
-        "Mean over seeds (their number in the legend) of the deterministic evaluation return, 95% t-interval.",
+        "Mean over seeds (their number in each panel's title) of the deterministic evaluation return, 95% t-interval.",
         f"![Learning curves]({CURVES})",
         "## Throughput",
         f"Training env-steps per second of each algorithm at identical settings: [{THROUGHPUT_TABLE}]"

@@ -176,34 +176,34 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def plot(walks: dict[str, list[th.Tensor]], curves: dict[str, dict[str, list[float]]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from benchmarks.figures import save_figure, style
+
     n_shown, n_frames = 3, 9
-    fig = plt.figure(figsize=(12, 7))
-    grid = fig.add_gridspec(2 * n_shown + 1, n_frames + 3)
-    for row_block, (name, path_) in enumerate(walks.items()):
-        frames = np.linspace(0, len(path_) - 1, n_frames).round().astype(int)
-        for i in range(n_shown):
-            for j, frame in enumerate(frames):
-                ax = fig.add_subplot(grid[row_block * n_shown + i + (1 if row_block else 0), j])
-                ax.imshow(path_[frame][i].reshape(8, 8).numpy(), cmap="gray_r", vmin=-1, vmax=1)
-                ax.set_xticks([])
-                ax.set_yticks([])
-                if i == 0 and j == 0:
-                    ax.set_title(name, fontsize=8, loc="left")
-    ax = fig.add_subplot(grid[:, n_frames:])
-    for name, curve in curves.items():
-        for judge, style in zip(curve, ("-", "--"), strict=True):
-            ax.plot(curve[judge], style, label=f"{name}: {judge}")
-    ax.set_xlabel("step")
-    ax.set_ylabel("mean p(9)")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with style():
+        fig = plt.figure(figsize=(10.5, 6.2))
+        grid = fig.add_gridspec(2 * n_shown + 1, n_frames + 3)
+        for row_block, (name, path_) in enumerate(walks.items()):
+            frames = np.linspace(0, len(path_) - 1, n_frames).round().astype(int)
+            for i in range(n_shown):
+                for j, frame in enumerate(frames):
+                    ax = fig.add_subplot(grid[row_block * n_shown + i + (1 if row_block else 0), j])
+                    ax.imshow(path_[frame][i].reshape(8, 8).numpy(), cmap="gray_r", vmin=-1, vmax=1)
+                    ax.set_xticks([])
+                    ax.set_yticks([])
+                    if i == 0 and j == 0:
+                        ax.set_title(name, fontsize=10, loc="left")
+        ax = fig.add_subplot(grid[:, n_frames:])
+        for name, curve in curves.items():
+            for judge, line_style in zip(curve, ("-", "--"), strict=True):
+                ax.plot(curve[judge], line_style, label=f"{name}: {judge}")
+        ax.set_xlabel("step")
+        ax.set_ylabel("mean p(9)")
+        ax.legend(fontsize=9)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        save_figure(fig, path, dpi=100)
 
 
 if __name__ == "__main__":
