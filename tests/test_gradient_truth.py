@@ -21,7 +21,8 @@ FAST = dict(n_states=8, scales=(0.1,), pairs_per_round=4, max_pairs=4, horizon=5
 
 
 def model_on(env_id: str, algo=TD3, **kwargs):
-    model = algo("MlpPolicy", env_id, seed=0, policy_kwargs=dict(net_arch=[16]), **kwargs)
+    # Made here rather than by SB3, which asks for render_mode="rgb_array" (a warning where an env has no renderer)
+    model = algo("MlpPolicy", gym.make(env_id), seed=0, policy_kwargs=dict(net_arch=[16]), **kwargs)
     model.action_noise = NormalActionNoise(np.zeros(model.action_space.shape), 0.1 * np.ones(model.action_space.shape))
     return model
 

@@ -73,6 +73,7 @@ def test_a_non_finite_reward_stops_the_probe_and_names_where(model, reward):
         GradientTruthProbe(lambda: _Counting(reward), CONFIG).run(model)
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered in matmul:RuntimeWarning")
 def test_cosines_of_non_finite_vectors_are_nan_not_zero():
     cosines = metrics._cosines(np.array([[np.nan, 1.0], [0.0, 0.0], [1.0, 0.0]]), np.ones((3, 2)))
     assert np.isnan(cosines[0]) and cosines[1] == 0.0 and cosines[2] == pytest.approx(2**-0.5)
