@@ -367,11 +367,16 @@ class ResidualDenoiser(Denoiser):
         return unconditional - sigma * condition.to(noisy_actions.dtype) * difference
 
 
+def replace_denoiser(model: DenoisePG, denoiser_class: type[Denoiser]) -> DenoisePG:
+    """Replace ``model``'s denoiser (and its optimizer) by an untrained ``denoiser_class`` of the same size."""
+    old = model.policy.denoiser
+    new = denoiser_class(**old._get_constructor_parameters()).to(model.device)
+    new.optimizer = type(old.optimizer)(new.parameters(), **old.optimizer.defaults)
+    model.policy.denoiser = new
+    model.denoiser = new
+    return model
+
+
 def use_residual_denoiser(model: DenoisePG) -> DenoisePG:
     """Replace ``model``'s denoiser (and its optimizer) by a :class:`ResidualDenoiser` of the same size, untrained."""
-    old = model.policy.denoiser
-    residual = ResidualDenoiser(**old._get_constructor_parameters()).to(model.device)
-    residual.optimizer = type(old.optimizer)(residual.parameters(), **old.optimizer.defaults)
-    model.policy.denoiser = residual
-    model.denoiser = residual
-    return model
+    return replace_denoiser(model, ResidualDenoiser)

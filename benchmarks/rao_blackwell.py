@@ -36,7 +36,7 @@ from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from torch import nn
 
 from benchmarks import RESULTS_DIR, markdown_table
-from benchmarks.ablation_variants import use_residual_denoiser
+from benchmarks.ablation_variants import replace_denoiser, use_residual_denoiser
 from benchmarks.claims.known_world import (
     BEHAVIOUR_MEAN,
     BEHAVIOUR_STD,
@@ -93,21 +93,11 @@ class TargetLinearDenoiser(Denoiser):
         return unconditional + sigma * condition.to(noisy_actions.dtype) * difference
 
 
-def use_target_linear_denoiser(model: DenoisePG) -> DenoisePG:
-    """Replace ``model``'s denoiser (and its optimizer) by a :class:`TargetLinearDenoiser` of the same size."""
-    old = model.policy.denoiser
-    new = TargetLinearDenoiser(**old._get_constructor_parameters()).to(model.device)
-    new.optimizer = type(old.optimizer)(new.parameters(), **old.optimizer.defaults)
-    model.policy.denoiser = new
-    model.denoiser = new
-    return model
-
-
 FORMS = {
     "outcome": ("outcome", lambda model: model),
     "td_target": ("td_target", lambda model: model),
     "td_target-residual": ("td_target", use_residual_denoiser),
-    "td_target-linear": ("td_target", use_target_linear_denoiser),
+    "td_target-linear": ("td_target", lambda model: replace_denoiser(model, TargetLinearDenoiser)),
 }
 
 
