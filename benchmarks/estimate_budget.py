@@ -201,8 +201,8 @@ def score_variants(checkpoint: str, env_id: str, seed: int, out: str) -> dict[st
 
 def run_probe(denoiser: tuple[int, ...], env_id: str, n_seeds: int, jobs: int, output_dir: Path) -> None:
     """Train (resumable), then measure and score every seed whose scores are not written yet."""
-    from benchmarks.run import RunSpec, checkpoint_path
     from benchmarks.suites import get_suite
+    from benchmarks.training import RunSpec, checkpoint_path
 
     train_for_probe(denoiser, env_id, n_seeds, jobs, output_dir)
     budget = get_suite(PROBE_SUITE).budget(env_id)

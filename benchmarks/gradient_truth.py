@@ -82,7 +82,7 @@ def find_checkpoints(algos: tuple[str, ...], env_ids: tuple[str, ...], n_seeds: 
         entries = json.loads((source / MANIFEST).read_text())
         entries = [{**entry, "path": str(source / entry["path"])} for entry in entries]
     else:
-        from benchmarks.run import RunSpec, checkpoint_path, default_log_root
+        from benchmarks.training import RunSpec, checkpoint_path, default_log_root
 
         suite = get_suite(SUITE)
         entries = []

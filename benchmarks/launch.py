@@ -2,7 +2,7 @@
 Where a suite's runs execute: local processes (``benchmarks.run``'s default) or a SLURM cluster through submitit.
 
 On SLURM every unfinished (algo, env, seed) of a suite is one task of a job array; each task runs
-``benchmarks.run.execute`` on its node, so a run trains in its staging folder and lands, with its marker, in the
+``benchmarks.training.execute`` on its node, so a run trains in its staging folder and lands, with its marker, in the
 suite's usual log layout (``benchmarks.report`` reads a sweep's output as it reads a local one). The marker records
 where the run executed (job id, node).
 
@@ -20,13 +20,14 @@ import json
 import os
 import shlex
 import shutil
-import socket
 import subprocess
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from benchmarks.training import LOG_FILE, execute, is_finished
 
 LEDGER = ".slurm"
 
@@ -78,26 +79,11 @@ class SlurmOptions:
         return parameters
 
 
-def where_this_runs() -> dict[str, Any]:
-    """For a run's marker: the launcher, the node and, inside a SLURM or submitit job, its job id."""
-    where: dict[str, Any] = {"node": os.environ.get("SLURMD_NODENAME") or socket.gethostname()}
-    try:
-        import submitit
-
-        environment = submitit.JobEnvironment()
-        where.update(launcher=environment.cluster, job_id=str(environment.job_id))
-    except (ImportError, RuntimeError):
-        where["launcher"] = "local"
-    return where
-
-
 def run_in_job(spec: Any, log_root: Path, device: str, zoo_args: tuple[str, ...]) -> dict:
     """
     A job's work: train one run where the launcher placed it. Raises when the run fails, so that the job fails too,
     with the run's log path in the message.
     """
-    from benchmarks.run import LOG_FILE, execute
-
     marker = execute(spec, log_root, device, zoo_args, jobs=1)
     if marker is None:
         raise RuntimeError(f"{spec} failed: see {spec.staging_dir(log_root) / LOG_FILE}")
@@ -154,8 +140,6 @@ def plan_submission(runs: list[Any], log_root: Path, cluster: str) -> tuple[list
 
     :return: The runs to submit, and the others by reason (``finished``, ``queued or running``)
     """
-    from benchmarks.run import is_finished
-
     finished = [spec for spec in runs if is_finished(spec.run_dir(log_root))]
     recorded = {}
     for spec in runs:
@@ -232,8 +216,6 @@ def wait(jobs: list[Any], log_root: Path, cluster: str, poll_s: float = 10.0) ->
 
     :return: One line per failed run
     """
-    from benchmarks.run import LOG_FILE, is_finished
-
     # SLURM: squeue, which needs no accounting database (submitit's job states read sacct); locally, the processes
     while active_jobs([str(job.job_id) for job in jobs], cluster) if cluster == "slurm" else not all(j.done() for j in jobs):
         time.sleep(poll_s)

@@ -23,9 +23,9 @@ from scipy import stats
 
 from benchmarks import REPO_ROOT, RESULTS_DIR, markdown_table, relative_path
 from benchmarks.figures import first_in_row, grid, save_figure, shared_legend, steps_in_thousands, style
-from benchmarks.run import MARKER, UnreadableRun, default_log_root, read_run
 from benchmarks.suites import SUITES, get_suite
 from benchmarks.throughput import OUTPUT_DIR as THROUGHPUT_DIR
+from benchmarks.training import MARKER, UnreadableRun, default_log_root, read_run
 
 matplotlib.use("Agg")
 

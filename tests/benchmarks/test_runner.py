@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import run
+from benchmarks import run, training
 from benchmarks.suites import get_suite, select
 
 
@@ -73,7 +73,7 @@ def test_runner_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     (unfinished.run_dir(tmp_path) / "junk").mkdir(parents=True)
     (unfinished.staging_dir(tmp_path) / "td3" / "Pendulum-v1_1").mkdir(parents=True)
     fake_zoo = FakeZoo()
-    monkeypatch.setattr(run, "launch", fake_zoo)
+    monkeypatch.setattr(training, "launch", fake_zoo)
 
     assert run.run_suite(suite, tmp_path, jobs=2) == []
     assert sorted(command[command.index("--seed") + 1] for command in fake_zoo.commands) == ["1", "2"]
@@ -90,7 +90,7 @@ def test_runner_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 def test_runner_failure_keeps_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(run, "launch", FakeZoo(returncode=1))
+    monkeypatch.setattr(training, "launch", FakeZoo(returncode=1))
     suite = select(get_suite("smoke"), algos=["td3"])
     (spec,) = run.plan_runs(suite)
     assert run.run_suite(suite, tmp_path) == [spec]
@@ -99,7 +99,7 @@ def test_runner_failure_keeps_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 
 def test_dry_run_launches_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture):
-    monkeypatch.setattr(run, "launch", None)
+    monkeypatch.setattr(training, "launch", None)
     argv = ["--suite", "quick", "--seeds", "1", "--log-root", str(tmp_path), "--dry-run", "--", "--verbose", "0"]
     assert run.main(argv) == 0
     output = capsys.readouterr().out
@@ -139,10 +139,10 @@ def test_zoo_runs_from_the_repository_root_with_relative_paths():
 
 def test_recorded_run_has_no_machine_paths_and_records_its_provenance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A run inside the checkout (here a stand-in root) records repository-relative paths and a bare python."""
-    monkeypatch.setattr(run, "REPO_ROOT", tmp_path)
-    monkeypatch.setattr(run, "provenance", lambda root: {"version": "9.9.9", "commit": "abc123+dirty"})
+    monkeypatch.setattr(training, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(training, "provenance", lambda root: {"version": "9.9.9", "commit": "abc123+dirty"})
     fake_zoo = FakeZoo()
-    monkeypatch.setattr(run, "launch", fake_zoo)
+    monkeypatch.setattr(training, "launch", fake_zoo)
     log_root = tmp_path / "benchmarks" / "results" / "smoke" / "logs"
     (spec,) = run.plan_runs(select(get_suite("smoke"), algos=["td3"]))
     assert run.run_suite(select(get_suite("smoke"), algos=["td3"]), log_root) == []

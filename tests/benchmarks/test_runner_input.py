@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import report, run
+from benchmarks import report, run, training
 from benchmarks.suites import get_suite, select
 from tests.benchmarks.test_runner import FakeZoo
 
@@ -58,7 +58,7 @@ def test_a_half_written_run_is_redone_and_the_report_names_its_file(damage, tmp_
     assert report.load_runs(tmp_path) == []
     assert str(spec.run_dir(tmp_path)) in capsys.readouterr().err
     fake_zoo = FakeZoo()
-    monkeypatch.setattr(run, "launch", fake_zoo)
+    monkeypatch.setattr(training, "launch", fake_zoo)
     assert run.run_suite(suite, tmp_path) == [] and len(fake_zoo.commands) == 1
     assert run.is_finished(spec.run_dir(tmp_path))
 
@@ -66,7 +66,7 @@ def test_a_half_written_run_is_redone_and_the_report_names_its_file(damage, tmp_
 def test_a_signal_to_the_runner_ends_its_zoo_processes(tmp_path):
     codes = []
     command = [sys.executable, "-c", "import time; time.sleep(120)"]
-    worker = threading.Thread(target=lambda: codes.append(run.launch(command, tmp_path / "train.log", tmp_path)))
+    worker = threading.Thread(target=lambda: codes.append(training.launch(command, tmp_path / "train.log", tmp_path)))
     try:
         worker.start()
         while not (tmp_path / run.PID_FILE).is_file():
@@ -92,7 +92,7 @@ def test_a_run_another_runner_is_training_is_not_started_twice(tmp_path, monkeyp
         spec.staging_dir(tmp_path).mkdir(parents=True)
         (spec.staging_dir(tmp_path) / run.PID_FILE).write_text(f"{other.pid}\n")
         fake_zoo = FakeZoo()
-        monkeypatch.setattr(run, "launch", fake_zoo)
+        monkeypatch.setattr(training, "launch", fake_zoo)
         assert run.run_suite(suite, tmp_path) == [spec]
         assert fake_zoo.commands == []
         assert f"being trained by process {other.pid}" in capsys.readouterr().out
