@@ -6,30 +6,54 @@ On SLURM every unfinished (algo, env, seed) of a suite is one task of a job arra
 suite's usual log layout (``benchmarks.report`` reads a sweep's output as it reads a local one). The marker records
 where the run executed (job id, node).
 
-A sweep is idempotent and resumable: a run with a marker is finished and never submitted again; a run whose last
-job is still queued or running (``squeue``) is left alone; anything else (a job that failed, timed out, was
-preempted or cancelled) is submitted again, and restarts from its beginning: the zoo saves the replay buffer only
-at the end of training, so it cannot continue a run faithfully from a checkpoint. Each submission is recorded in
-``<log-root>/.slurm/`` (the job id per run, and submitit's job folders with each task's output).
+A sweep is idempotent and resumable. Each run's attempts are recorded in ``<log-root>/.slurm/`` (job id, when, the
+options, submitit's output files), and a run is in one of five states (:func:`run_state`): finished (its marker and
+evaluations parse: never submitted again), queued or running (its last job is listed by ``squeue``: left alone),
+interrupted (its last job ended without a result: killed, timed out, preempted or cancelled; submitted again, from its
+beginning, since the zoo saves the replay buffer only at the end of training), failed (its last job raised: a bad
+hyperparameter, a crash; *not* submitted again until asked with ``--retry-failed``, or until its record in
+``.slurm/`` is deleted), or not submitted yet. ``--status`` prints the sweep as a table, with the last lines of each
+failed run's log.
 
     python -m benchmarks.run --suite standard --launcher slurm --partition cpu --time-min 720 --mem-gb 4 [--dry-run]
     python -m benchmarks.run --suite standard --launcher slurm ... --wait        # submit, then wait and report failures
+    python -m benchmarks.run --suite standard --launcher slurm --status         # the sweep's state, submitting nothing
 """
 
 import json
 import os
+import pickle
+import re
 import shlex
 import shutil
 import subprocess
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from benchmarks import markdown_table
 from benchmarks.training import LOG_FILE, execute, is_finished
 
 LEDGER = ".slurm"
+# States of a run in a sweep
+FINISHED, ACTIVE, INTERRUPTED, FAILED, NEW = "finished", "queued or running", "interrupted", "failed", "not submitted"
+# submitit signals a job this long before its time limit (its default), or a tenth of a short limit
+SIGNAL_DELAY_S = 90
+# The shortest time limit a run may have: the signal's margin, start-up and a first evaluation
+MIN_TIME_MIN = 2
+# What sbatch says when it refuses an option (lower case), and the option at fault
+REFUSALS: tuple[tuple[str, str], ...] = (
+    (r"unable to contact|connection refused|controller", "none: the SLURM controller is not reachable"),
+    (r"invalid partition", "--partition"),
+    (r"gres|generic resource|gpu", "--gpus (or the partition has no GPUs)"),
+    (r"invalid account|account", "--account"),
+    (r"qos", "--slurm-arg qos=..."),
+    (r"time limit", "--time-min"),
+    (r"memory", "--mem-gb"),
+    (r"cpu count|cpus", "--cpus-per-task"),
+)
 
 
 class SlurmError(RuntimeError):
@@ -50,6 +74,9 @@ class SlurmOptions:
     :param account: SLURM account to charge (``None``: the user's default)
     :param cluster: ``"slurm"``, or ``"local"`` for submitit's local executor (the same jobs as local processes,
         for tests and for trying a sweep without a cluster)
+    :param setup: Shell lines the job runs before training (``module load ...``, ``conda activate ...``)
+    :param extra: Further sbatch options, name -> value (``qos``, ``constraint``, ``gres``, ...)
+    :raise ValueError: For a limit no run can keep (a time limit under ``MIN_TIME_MIN`` minutes, no memory, no core)
     """
 
     partition: str | None = None
@@ -60,6 +87,22 @@ class SlurmOptions:
     array_parallelism: int = 256
     account: str | None = None
     cluster: str = "slurm"
+    setup: tuple[str, ...] = ()
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.time_min < MIN_TIME_MIN:
+            raise ValueError(f"--time-min must be at least {MIN_TIME_MIN} minutes (a run's start-up), got {self.time_min}")
+        for name in ("mem_gb", "cpus_per_task", "array_parallelism"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.gpus_per_node < 0:
+            raise ValueError(f"--gpus must be 0 or more, got {self.gpus_per_node}")
+
+    @property
+    def signal_delay_s(self) -> int:
+        """How long before its time limit a job is signalled: submitit's 90 s, or a tenth of a limit under 15 minutes."""
+        return min(SIGNAL_DELAY_S, self.time_min * 6)
 
     def executor_parameters(self) -> dict[str, Any]:
         """submitit's ``update_parameters`` of these options."""
@@ -76,22 +119,81 @@ class SlurmOptions:
             parameters["slurm_partition"] = self.partition
         if self.account:
             parameters["slurm_account"] = self.account
+        if self.cluster == "slurm":
+            parameters["slurm_signal_delay_s"] = self.signal_delay_s
+            if self.setup:
+                parameters["slurm_setup"] = list(self.setup)
+            if self.extra:
+                parameters["slurm_additional_parameters"] = dict(self.extra)
         return parameters
 
 
 def run_in_job(spec: Any, log_root: Path, device: str, zoo_args: tuple[str, ...]) -> dict:
     """
     A job's work: train one run where the launcher placed it. Raises when the run fails, so that the job fails too,
-    with the run's log path in the message.
+    with the last lines of the run's log in the message.
     """
     marker = execute(spec, log_root, device, zoo_args, jobs=1)
     if marker is None:
-        raise RuntimeError(f"{spec} failed: see {spec.staging_dir(log_root) / LOG_FILE}")
+        log = spec.staging_dir(log_root) / LOG_FILE
+        raise RuntimeError(f"{spec} failed: {last_lines(log) or 'no log'} (log: {log})")
     return marker
+
+
+def last_lines(path: Path, n: int = 1) -> str:
+    """The last ``n`` non-empty lines of a text file, joined by `` / ``; empty when there is none."""
+    try:
+        lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return " / ".join(lines[-n:])
 
 
 def _ledger_path(spec: Any, log_root: Path) -> Path:
     return log_root / LEDGER / f"{spec.staging_dir(log_root).name}.json"
+
+
+def attempts(spec: Any, log_root: Path) -> list[dict[str, Any]]:
+    """A run's recorded submissions, oldest first (a record of one job, as written before attempts were kept, too)."""
+    path = _ledger_path(spec, log_root)
+    if not path.is_file():
+        return []
+    record = json.loads(path.read_text())
+    return record["attempts"] if "attempts" in record else [record]
+
+
+def _record_attempt(spec: Any, log_root: Path, job: Any, options: "SlurmOptions", submitted_at: str) -> None:
+    attempt = {
+        "job_id": str(job.job_id),
+        "submitted_at": submitted_at,
+        "options": asdict(options),
+        "result": str(job.paths.result_pickle),
+        "stdout": str(job.paths.stdout),
+        "stderr": str(job.paths.stderr),
+    }
+    record = {"run": str(spec), "attempts": [*attempts(spec, log_root), attempt]}
+    _ledger_path(spec, log_root).write_text(json.dumps(record, indent=1) + "\n")
+
+
+def why_it_ended(attempt: dict[str, Any], run_log: Path) -> tuple[str, str]:
+    """
+    A gone job's state and reason, from its files alone (submitit's own job states need SLURM's accounting): failed,
+    with the error's last line and the run log's, or interrupted, with what SLURM wrote of it.
+    """
+    result = Path(attempt.get("result", ""))
+    if result.is_file():
+        with open(result, "rb") as file:
+            outcome, value = pickle.load(file)
+        if outcome == "error":
+            error = str(value).strip().splitlines()[-1] if str(value).strip() else "an error"
+            log = last_lines(run_log, 2)
+            return FAILED, error + (f"; the run's log ends: {log}" if log and log not in error else "")
+        return INTERRUPTED, "it returned without a finished run"
+    stderr = last_lines(Path(attempt.get("stderr", "")), 50).upper()
+    for pattern, reason in (("TIME LIMIT", "timed out"), ("PREEMPT", "preempted"), ("CANCELLED", "cancelled")):
+        if pattern in stderr:
+            return INTERRUPTED, reason
+    return INTERRUPTED, "no result: it was killed, timed out, preempted or cancelled"
 
 
 def active_jobs(job_ids: list[str], cluster: str) -> set[str]:
@@ -134,22 +236,71 @@ def _slurm_command(command: list[str], allow_invalid_ids: bool = False) -> str:
     return result.stdout
 
 
-def plan_submission(runs: list[Any], log_root: Path, cluster: str) -> tuple[list[Any], dict[str, list[Any]]]:
+def run_states(runs: list[Any], log_root: Path, cluster: str) -> dict[Any, tuple[str, str]]:
     """
-    Which runs of a sweep to submit.
-
-    :return: The runs to submit, and the others by reason (``finished``, ``queued or running``)
+    Each run's state (``FINISHED``, ``ACTIVE``, ``INTERRUPTED``, ``FAILED``, ``NEW``) and, for a job that ended
+    without a finished run, why.
     """
-    finished = [spec for spec in runs if is_finished(spec.run_dir(log_root))]
-    recorded = {}
+    last = {spec: attempts(spec, log_root)[-1] for spec in runs if attempts(spec, log_root)}
+    unfinished = {spec: attempt for spec, attempt in last.items() if not is_finished(spec.run_dir(log_root))}
+    active = active_jobs([attempt["job_id"] for attempt in unfinished.values()], cluster)
+    states: dict[Any, tuple[str, str]] = {}
     for spec in runs:
-        record = _ledger_path(spec, log_root)
-        if spec not in finished and record.is_file():
-            recorded[spec] = json.loads(record.read_text())["job_id"]
-    active = active_jobs(list(recorded.values()), cluster)
-    queued = [spec for spec, job_id in recorded.items() if job_id in active]
-    todo = [spec for spec in runs if spec not in finished and spec not in queued]
-    return todo, {"finished": finished, "queued or running": queued}
+        if is_finished(spec.run_dir(log_root)):
+            states[spec] = (FINISHED, "")
+        elif spec not in last:
+            states[spec] = (NEW, "")
+        elif last[spec]["job_id"] in active:
+            states[spec] = (ACTIVE, "")
+        else:
+            states[spec] = why_it_ended(last[spec], spec.staging_dir(log_root) / LOG_FILE)
+    return states
+
+
+def plan_submission(
+    runs: list[Any], log_root: Path, cluster: str, retry_failed: bool = False
+) -> tuple[list[Any], dict[str, list[Any]]]:
+    """
+    Which runs of a sweep to submit: the new and the interrupted ones, and the failed ones when ``retry_failed``.
+
+    :return: The runs to submit, and the others by state (``finished``, ``queued or running``, and ``failed`` where
+        some are left out)
+    """
+    states = run_states(runs, log_root, cluster)
+    left_out = {FINISHED, ACTIVE} | (set() if retry_failed else {FAILED})
+    todo = [spec for spec in runs if states[spec][0] not in left_out]
+    skipped = {state: [spec for spec in runs if states[spec][0] == state] for state in (FINISHED, ACTIVE)}
+    failed = [spec for spec in runs if states[spec][0] == FAILED]
+    if failed and not retry_failed:
+        skipped[FAILED] = failed
+    return todo, skipped
+
+
+def status_table(runs: list[Any], log_root: Path, cluster: str) -> str:
+    """The sweep as a table: each run's state, its attempts, its last job and why that job ended."""
+    states = run_states(runs, log_root, cluster)
+    rows = []
+    for spec in runs:
+        tried = attempts(spec, log_root)
+        state, why = states[spec]
+        rows.append([str(spec), state, len(tried), tried[-1]["job_id"] if tried else "", why])
+    counts = ", ".join(
+        f"{sum(s == state for s, _ in states.values())} {state}" for state in (FINISHED, ACTIVE, INTERRUPTED, FAILED, NEW)
+    )
+    return f"{len(runs)} runs: {counts}\n\n" + markdown_table(["run", "state", "attempts", "last job", "why it ended"], rows)
+
+
+def refusal_message(error: Exception, options: "SlurmOptions") -> str:
+    """One paragraph for a refused submission: what sbatch said and the option at fault."""
+    text = str(error).strip()
+    lines = [line.split("sbatch:", 1)[1].strip() for line in text.splitlines() if "sbatch:" in line] or [text]
+    said = re.sub(r"\s+", " ", "; ".join(lines))[-400:]
+    fault = next((option for pattern, option in REFUSALS if re.search(pattern, said.lower())), "unknown")
+    parameters = ", ".join(f"{key}={value}" for key, value in options.executor_parameters().items())
+    return (
+        f"SLURM refused the submission. sbatch said: {said.strip()}. The option at fault: {fault}. "
+        f"Submitted with {parameters}."
+    )
 
 
 def submit(
@@ -159,15 +310,22 @@ def submit(
     device: str = "cpu",
     zoo_args: tuple[str, ...] = (),
     dry_run: bool = False,
+    retry_failed: bool = False,
 ) -> list[Any]:
     """
-    Submit every run of a sweep that is neither finished nor queued, as one job array.
+    Submit every run of a sweep that is new or interrupted (failed too, with ``retry_failed``), as one job array.
 
     :return: The submitted submitit jobs (none on a dry run)
+    :raise SlurmError: When SLURM cannot be reached or refuses the submission, in one paragraph
     """
-    todo, skipped = plan_submission(runs, log_root, options.cluster)
+    todo, skipped = plan_submission(runs, log_root, options.cluster, retry_failed)
     counts = ", ".join(f"{len(specs)} {reason}" for reason, specs in skipped.items())
     print(f"{len(runs)} runs: {counts}, {len(todo)} to submit")
+    if skipped.get(FAILED):
+        print(
+            f"{len(skipped[FAILED])} runs failed before and are not submitted again (--status says why; --retry-failed "
+            f"submits them): {', '.join(map(str, skipped[FAILED]))}"
+        )
     if not todo:
         return []
     if dry_run:
@@ -188,31 +346,20 @@ def submit(
     n = len(todo)
     try:
         jobs = executor.map_array(run_in_job, todo, [log_root] * n, [device] * n, [tuple(zoo_args)] * n)
-    except (FileNotFoundError, subprocess.CalledProcessError) as error:
-        raise SlurmError(f"SLURM refused the submission: {error}") from error
+    except (FileNotFoundError, subprocess.CalledProcessError, submitit.core.utils.FailedJobError) as error:
+        raise SlurmError(refusal_message(error, options)) from None
     submitted_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     for spec, job in zip(todo, jobs, strict=True):
-        record = {"job_id": str(job.job_id), "run": str(spec), "submitted_at": submitted_at, "options": asdict(options)}
-        _ledger_path(spec, log_root).write_text(json.dumps(record, indent=1) + "\n")
+        _record_attempt(spec, log_root, job, options, submitted_at)
     print(f"Submitted {n} runs as job array {jobs[0].job_id.split('_')[0]} ({options.cluster}); ledger in {log_root / LEDGER}")
     return jobs
-
-
-def _why_it_ended(job: Any) -> str:
-    """A finished job's reason from its result file alone (submitit's own job states need SLURM's accounting)."""
-    import pickle
-
-    if not job.paths.result_pickle.is_file():
-        return "no result: it was killed, timed out, preempted or cancelled"
-    with open(job.paths.result_pickle, "rb") as file:
-        outcome, value = pickle.load(file)
-    return str(value).strip().splitlines()[-1] if outcome == "error" else "it returned without a finished run"
 
 
 def wait(jobs: list[Any], log_root: Path, cluster: str, poll_s: float = 10.0) -> list[str]:
     """
     Wait until none of ``jobs`` is queued or running, then report each run that did not finish: its job id, why the
-    job ended (the run's error, or that it was killed before it could write a result) and where its logs are.
+    job ended (the run's error and the last lines of its log, or that it was killed before it could write a result)
+    and where its logs are.
 
     :return: One line per failed run
     """
@@ -223,9 +370,11 @@ def wait(jobs: list[Any], log_root: Path, cluster: str, poll_s: float = 10.0) ->
     for job in jobs:
         spec = job.submission().args[0]
         if not is_finished(spec.run_dir(log_root)):
+            attempt = {"result": str(job.paths.result_pickle), "stderr": str(job.paths.stderr)}
+            state, why = why_it_ended(attempt, spec.staging_dir(log_root) / LOG_FILE)
             failures.append(
-                f"{spec}: job {job.job_id} ended without a finished run: {_why_it_ended(job)}; job output "
-                f"{job.paths.stdout}, {job.paths.stderr}; run log {spec.staging_dir(log_root) / LOG_FILE}"
+                f"{spec}: job {job.job_id} {state}: {why}; job output {job.paths.stdout}, {job.paths.stderr}; "
+                f"run log {spec.staging_dir(log_root) / LOG_FILE}"
             )
     for line in failures:
         print(f"FAILED {line}")

@@ -20,7 +20,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from benchmarks.launch import SlurmOptions, submit, wait
+from benchmarks.launch import SlurmError, SlurmOptions, status_table, submit, wait
 from benchmarks.suites import SUITES, Suite, get_suite, select
 from benchmarks.training import (  # noqa: F401  (the runner's names, also for its callers)
     _STOPPING,
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=positive_int, help="Number of seeds, 0 .. n-1 (default: the suite's)")
     parser.add_argument("--jobs", type=positive_int, default=1, help="Runs in parallel, one CPU core each (local launcher)")
     parser.add_argument("--log-root", type=Path, help="Zoo log folder (default: benchmarks/results/<suite>/logs)")
-    parser.add_argument("--device", default="cpu", help="Torch device of the runs")
+    parser.add_argument("--device", help="Torch device of the runs (default: cpu; cuda with --gpus)")
     parser.add_argument("--dry-run", action="store_true", help="Print what would run (or be submitted) and exit")
     cluster = parser.add_argument_group("SLURM (--launcher slurm, through submitit; see benchmarks/launch.py)")
     cluster.add_argument("--launcher", choices=["local", "slurm"], default="local", help="Where the runs execute")
@@ -100,11 +100,19 @@ def main(argv: list[str] | None = None) -> int:
     cluster.add_argument("--time-min", type=int, default=720, help="Time limit of one run, minutes")
     cluster.add_argument("--cpus-per-task", type=int, default=1, help="CPU cores of one run")
     cluster.add_argument("--mem-gb", type=int, default=4, help="Memory of one run, GB")
-    cluster.add_argument("--gpus", type=int, default=0, help="GPUs of one run")
+    cluster.add_argument("--gpus", type=int, default=0, help="GPUs of one run (the runs then train on --device cuda)")
     cluster.add_argument("--array-parallelism", type=int, default=256, help="The most runs at once")
     cluster.add_argument("--account", help="SLURM account to charge")
     cluster.add_argument("--submitit-cluster", choices=["slurm", "local"], default="slurm", help=argparse.SUPPRESS)
     cluster.add_argument("--wait", action="store_true", help="Wait for the submitted runs and report the failed ones")
+    cluster.add_argument("--status", action="store_true", help="Print each run's state (and why a job ended); submit nothing")
+    cluster.add_argument("--retry-failed", action="store_true", help="Submit again the runs whose last job failed")
+    cluster.add_argument(
+        "--setup", action="append", default=[], help="A shell line the job runs first (repeatable): module load, conda"
+    )
+    cluster.add_argument(
+        "--slurm-arg", action="append", default=[], type=_key_value, help="A further sbatch option KEY=VALUE (repeatable)"
+    )
     # Unknown arguments (after `--` or not) go to every zoo command, e.g. `-- --hyperparams learning_starts:1000`
     args, zoo_args = parser.parse_known_args(argv)
     zoo_args = [arg for arg in zoo_args if arg != "--"]
@@ -113,6 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyError as error:
         parser.error(error.args[0])
     log_root = (args.log_root or default_log_root(suite.name)).resolve()
+    if args.gpus and args.device not in (None, "cuda") and not str(args.device).startswith("cuda:"):
+        parser.error(
+            f"--gpus {args.gpus} asks for GPUs the runs would not use with --device {args.device}: leave --device out"
+        )
+    args.device = args.device or ("cuda" if args.gpus else "cpu")
     if args.launcher == "slurm":
         return _run_on_slurm(suite, log_root, args, tuple(zoo_args))
     # A signal to the runner reaches the zoo processes it started, and leaves their runs unfinished
@@ -138,20 +151,42 @@ def positive_int(text: str) -> int:
     return value
 
 
+def _key_value(text: str) -> tuple[str, str]:
+    """argparse type of ``--slurm-arg``: ``KEY=VALUE``."""
+    key, separator, value = text.partition("=")
+    if not (separator and key.strip()):
+        raise argparse.ArgumentTypeError(f"must be KEY=VALUE (an sbatch option without its dashes), got {text!r}")
+    return key.strip().lstrip("-"), value.strip()
+
+
 def _run_on_slurm(suite: Suite, log_root: Path, args: argparse.Namespace, zoo_args: tuple[str, ...]) -> int:
-    options = SlurmOptions(
-        partition=args.partition,
-        time_min=args.time_min,
-        cpus_per_task=args.cpus_per_task,
-        mem_gb=args.mem_gb,
-        gpus_per_node=args.gpus,
-        array_parallelism=args.array_parallelism,
-        account=args.account,
-        cluster=args.submitit_cluster,
-    )
-    (log_root / STAGING).mkdir(parents=True, exist_ok=True)
-    (log_root / STAGING / ".gitignore").write_text("*\n")
-    jobs = submit(plan_runs(suite), log_root, options, args.device, suite.zoo_args + zoo_args, args.dry_run)
+    try:
+        options = SlurmOptions(
+            partition=args.partition,
+            time_min=args.time_min,
+            cpus_per_task=args.cpus_per_task,
+            mem_gb=args.mem_gb,
+            gpus_per_node=args.gpus,
+            array_parallelism=args.array_parallelism,
+            account=args.account,
+            cluster=args.submitit_cluster,
+            setup=tuple(args.setup),
+            extra=dict(args.slurm_arg),
+        )
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    runs = plan_runs(suite)
+    try:
+        if args.status:
+            print(status_table(runs, log_root, options.cluster))
+            return 0
+        (log_root / STAGING).mkdir(parents=True, exist_ok=True)
+        (log_root / STAGING / ".gitignore").write_text("*\n")
+        jobs = submit(runs, log_root, options, args.device, suite.zoo_args + zoo_args, args.dry_run, args.retry_failed)
+    except SlurmError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     if args.wait and jobs:
         return 1 if wait(jobs, log_root, options.cluster) else 0
     return 0
