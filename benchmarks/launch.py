@@ -26,6 +26,7 @@ import pickle
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import markdown_table
-from benchmarks.training import LOG_FILE, execute, is_finished
+from benchmarks.training import LOG_FILE, execute, exit_code, is_finished, stop_children
 
 LEDGER = ".slurm"
 # States of a run in a sweep
@@ -58,6 +59,10 @@ REFUSALS: tuple[tuple[str, str], ...] = (
 
 class SlurmError(RuntimeError):
     """SLURM cannot be reached, or refused a submission."""
+
+
+class RunInterrupted(RuntimeError):
+    """A run's training was stopped by a signal (its job cancelled or preempted): not a failure of the run itself."""
 
 
 @dataclass(frozen=True)
@@ -133,10 +138,17 @@ def run_in_job(spec: Any, log_root: Path, device: str, zoo_args: tuple[str, ...]
     A job's work: train one run where the launcher placed it. Raises when the run fails, so that the job fails too,
     with the last lines of the run's log in the message.
     """
-    marker = execute(spec, log_root, device, zoo_args, jobs=1)
+    try:
+        marker = execute(spec, log_root, device, zoo_args, jobs=1)
+    except KeyboardInterrupt:  # submitit's local executor cancels a job with SIGINT
+        stop_children(signal.SIGTERM)
+        raise RunInterrupted(f"{spec} was interrupted (SIGINT)") from None
     if marker is None:
-        log = spec.staging_dir(log_root) / LOG_FILE
-        raise RuntimeError(f"{spec} failed: {last_lines(log) or 'no log'} (log: {log})")
+        staging = spec.staging_dir(log_root)
+        code = exit_code(staging)
+        if code is not None and code < 0:
+            raise RunInterrupted(f"{spec} was interrupted: its training ended by signal {-code}")
+        raise RuntimeError(f"{spec} failed: {last_lines(staging / LOG_FILE) or 'no log'} (log: {staging / LOG_FILE})")
     return marker
 
 
@@ -184,6 +196,8 @@ def why_it_ended(attempt: dict[str, Any], run_log: Path) -> tuple[str, str]:
     if result.is_file():
         with open(result, "rb") as file:
             outcome, value = pickle.load(file)
+        if outcome == "error" and RunInterrupted.__name__ in str(value):
+            return INTERRUPTED, "its training was stopped by a signal (the job cancelled or preempted)"
         if outcome == "error":
             error = str(value).strip().splitlines()[-1] if str(value).strip() else "an error"
             log = last_lines(run_log, 2)

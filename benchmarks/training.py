@@ -45,6 +45,8 @@ _CHILDREN_LOCK = threading.Lock()
 _STOPPING = threading.Event()
 # In a staging folder: the pid of the zoo process training it, so that a second runner leaves it alone
 PID_FILE = "zoo.pid"
+# In the staging folder of a run that did not finish: the zoo process's exit code (negative: ended by that signal)
+EXIT_FILE = "zoo.exit"
 LOG_FILE = "train.log"
 STAGING = ".staging"
 # Text files of a run in which the zoo may write absolute paths (its command line, arguments, log)
@@ -205,6 +207,14 @@ def launch(command: list[str], log_file: Path, cwd: Path) -> int:
         pid_file.unlink(missing_ok=True)
 
 
+def exit_code(staging: Path) -> int | None:
+    """The exit code of the zoo process of a run that did not finish (negative: the signal that ended it), if known."""
+    try:
+        return int((staging / EXIT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def stop_children(signum: int, _frame: Any = None) -> None:
     """
     Signal handler of the runner: no new run starts, every zoo process under way gets the signal and is waited for;
@@ -305,6 +315,7 @@ def execute(spec: RunSpec, log_root: Path, device: str = "cpu", zoo_args: tuple[
     # Alone in its log folder, the zoo numbers the run 1
     produced = staging / spec.algo / f"{spec.env_name}_1"
     if returncode != 0 or not (produced / EVALUATIONS).is_file():
+        (staging / EXIT_FILE).write_text(f"{returncode}\n")
         return None
     (staging / LOG_FILE).replace(produced / LOG_FILE)
     keep_checkpoints(produced, spec.env.checkpoints)

@@ -28,7 +28,7 @@ def _figure(path: Path, n_panels: int, legend_pt: float, width_in: float) -> Non
             figures.steps_in_thousands(ax)
         panels[0].legend(fontsize=legend_pt)
         figures.save_figure(fig, path)
-    assert not plt.get_fignums()
+    assert fig.number not in plt.get_fignums()  # saved and closed
 
 
 def test_a_saved_figure_records_its_smallest_font(tmp_path, check):

@@ -50,23 +50,23 @@ def test_report_links_the_throughput_table_relatively_inside_the_repository():
 
 def test_curves_draw_only_envs_with_finished_runs(tmp_path: Path, fixture_logs: Path, monkeypatch: pytest.MonkeyPatch):
     drawn = []
-    subplots = report.plt.subplots
+    grid = report.grid
 
-    def recording_subplots(*args, **kwargs):
-        fig, axes = subplots(*args, **kwargs)
-        drawn.append(axes)
-        return fig, axes
+    def recording_grid(*args, **kwargs):
+        fig, panels = grid(*args, **kwargs)
+        drawn.append(panels)
+        return fig, panels
 
-    monkeypatch.setattr(report.plt, "subplots", recording_subplots)
+    monkeypatch.setattr(report, "grid", recording_grid)
     runs = report.load_runs(fixture_logs)
     report.plot_curves(runs, ["HalfCheetah-v5", "Pendulum-v1", "Hopper-v5"], ["denoise_pg", "td3", "sac"], tmp_path / "a.png")
-    (axes,) = drawn
-    assert axes.shape == (1, 1) and axes[0, 0].get_title() == "Pendulum-v1"
+    (panels,) = drawn
+    assert len(panels) == 1 and panels[0].get_title().startswith("Pendulum-v1 (")
     # No finished run at all, or only of algorithms that are not drawn: one blank panel that says so
     for algos in (["td3"], ["denoise_pg"]):
         drawn.clear()
         report.plot_curves(runs if algos == ["denoise_pg"] else [], ["Pendulum-v1"], algos, tmp_path / "b.png")
-        (blank,) = drawn
+        ((blank,),) = drawn
         assert not blank.axison and not blank.lines and (tmp_path / "b.png").stat().st_size > 0
 
 
