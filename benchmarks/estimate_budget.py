@@ -281,6 +281,59 @@ def _denoiser_of(record: dict[str, Any]) -> tuple[int, ...]:
     return tuple(int(size) for size in folder.removeprefix("den").split("x"))
 
 
+# The learning runs of a cell, against 0.3.0's runs of the same seeds and the standard suite's TD3 runs
+LEARNING_ENVS = ("HalfCheetah-v5", "Hopper-v5")
+BASELINE_LOGS = RESULTS_DIR / "standard-0.3.0" / "logs"
+# "Not worse than 0.3.0": the mean final return over the seeds at least this share of 0.3.0's on the same seeds
+NOT_WORSE = 0.95
+
+
+def _final_returns(log_root: Path, algo: str, env_id: str) -> dict[int, float]:
+    """Seed -> final return (the mean of the last evaluation's episodes) of every finished run."""
+    from benchmarks.training import UnreadableRun, read_run
+
+    finals = {}
+    for run_dir in sorted((log_root / algo).glob(f"{env_id}_*")):
+        try:
+            marker, evaluations = read_run(run_dir)
+        except UnreadableRun:
+            continue
+        finals[int(marker["seed"])] = float(evaluations["results"][-1].mean())
+    return finals
+
+
+def learning_table(output_dir: Path = OUTPUT_DIR, baseline_logs: Path = BASELINE_LOGS) -> str:
+    """
+    The learning runs under ``learning/logs`` against 0.3.0's and TD3's runs of the same seeds: every seed's final
+    return, the means' ratios over the seeds the cell finished, and the pre-registered "not worse" test.
+    """
+    rows = []
+    for env_id in LEARNING_ENVS:
+        cell = _final_returns(output_dir / "learning" / "logs", "denoise_pg", env_id)
+        old = _final_returns(baseline_logs, "denoise_pg", env_id)
+        td3 = _final_returns(baseline_logs, "td3", env_id)
+        seeds = sorted(set(cell) & set(old) & set(td3))
+        if not seeds:
+            rows.append([env_id, "none finished", "", "", "", ""])
+            continue
+        mean = {name: np.mean([runs[seed] for seed in seeds]) for name, runs in (("cell", cell), ("old", old), ("td3", td3))}
+        per_seed = "; ".join(f"{seed}: {cell[seed]:.1f} / {old[seed]:.1f} / {td3[seed]:.1f}" for seed in seeds)
+        verdict = "yes" if mean["cell"] >= NOT_WORSE * mean["old"] else "no"
+        rows.append(
+            [
+                env_id,
+                ", ".join(map(str, seeds)),
+                per_seed,
+                f"{mean['cell'] / mean['old']:.2f}",
+                f"{mean['cell'] / mean['td3']:.2f}x (0.3.0: {mean['old'] / mean['td3']:.2f}x)",
+                f"{verdict}" + ("" if len(seeds) == 3 else f" (on {len(seeds)} of 3 seeds)"),
+            ]
+        )
+    headers = ["env", "seeds", "final return per seed: cell / 0.3.0 / TD3", "cell / 0.3.0", "cell / TD3"]
+    headers.append(f"not worse (>= {NOT_WORSE:g} x 0.3.0)")
+    return markdown_table(headers, rows)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -304,6 +357,8 @@ def main(argv: list[str] | None = None) -> None:
         denoiser = Cell.parse(f"denoise_pg-den{args.denoiser}-draws1-critics1").denoiser
         run_probe(denoiser, args.env, args.seeds, args.jobs, args.output_dir)
     table = report(args.output_dir)
+    if (args.output_dir / "learning" / "logs").is_dir():
+        table += "\n## Learning at 100k steps\n\n" + learning_table(args.output_dir) + "\n"
     (args.output_dir / "results.md").write_text(table)
     print(table)
 

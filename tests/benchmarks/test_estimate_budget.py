@@ -68,3 +68,26 @@ def test_ratios_pair_each_repeat_with_td3s_and_the_report_marks_0_3_0(tmp_path: 
     table = estimate_budget.report(tmp_path)
     assert "| den400x300-draws8-critics2 (0.3.0) | 0.38 [0.25, 0.40] | +0.50 (1 seed) | not run |" in table
     assert "| den64x64-draws2-critics1 | not run | not run | not run |" in table
+
+
+def _run(log_root: Path, algo: str, env_id: str, seed: int, final: float) -> None:
+    import numpy as np
+
+    run_dir = log_root / algo / f"{env_id}_{seed + 1}"
+    run_dir.mkdir(parents=True)
+    (run_dir / "benchmark_run.json").write_text(json.dumps({"algo": algo, "env_id": env_id, "seed": seed}))
+    np.savez(run_dir / "evaluations.npz", timesteps=[100], results=[[final, final]], ep_lengths=[[10, 10]])
+
+
+def test_learning_is_paired_with_the_same_seeds_and_judged_by_the_rule_set_beforehand(tmp_path: Path):
+    cell_logs, baseline = tmp_path / "learning" / "logs", tmp_path / "baseline"
+    for seed, (new, old, td3) in enumerate([(96.0, 100.0, 120.0), (90.0, 100.0, 110.0), (300.0, 100.0, 100.0)]):
+        _run(cell_logs, "denoise_pg", "HalfCheetah-v5", seed, new)
+        _run(baseline, "denoise_pg", "HalfCheetah-v5", seed, old)
+        _run(baseline, "td3", "HalfCheetah-v5", seed, td3)
+    _run(cell_logs, "denoise_pg", "Hopper-v5", 0, 90.0)
+    _run(baseline, "denoise_pg", "Hopper-v5", 0, 100.0)
+    _run(baseline, "td3", "Hopper-v5", 0, 100.0)
+    table = estimate_budget.learning_table(tmp_path, baseline)
+    assert "| HalfCheetah-v5 | 0, 1, 2 |" in table and "| 1.62 | 1.47x (0.3.0: 0.91x) | yes |" in table
+    assert "| Hopper-v5 | 0 | 0: 90.0 / 100.0 / 100.0 | 0.90 | 0.90x (0.3.0: 1.00x) | no (on 1 of 3 seeds) |" in table
