@@ -20,7 +20,6 @@ from sb3_denoise_pg.common.estimator import (
     Sigma,
     actor_loss_from_gradient,
     antithetic_normal,
-    cosine_similarity,
     critic_control_variate,
     denoising_loss,
     kernel_localised_rows,
@@ -43,12 +42,13 @@ from sb3_denoise_pg.denoise_pg.policies import (
     MultiInputPolicy,
 )
 from sb3_denoise_pg.denoise_pg.pretraining import DenoiserPretraining
+from sb3_denoise_pg.denoise_pg.train_diagnostics import EstimateDiagnostics
 
 SelfDenoisePG = TypeVar("SelfDenoisePG", bound="DenoisePG")
 Samples = ReplayBufferSamples | DictReplayBufferSamples
 
 
-class DenoisePG(HyperparameterChecks, DenoiserPretraining, OffPolicyAlgorithm):
+class DenoisePG(HyperparameterChecks, DenoiserPretraining, EstimateDiagnostics, OffPolicyAlgorithm):
     """
     Denoising Policy Gradients (DenoisePG).
 
@@ -86,34 +86,24 @@ class DenoisePG(HyperparameterChecks, DenoiserPretraining, OffPolicyAlgorithm):
     :param policy_delay: The actor and the target networks are updated once every ``policy_delay`` gradient steps
     :param target_policy_noise: Standard deviation of Gaussian noise added to the target policy (smoothing noise)
     :param target_noise_clip: Limit for absolute value of the target policy smoothing noise
-    :param denoiser_sigma: Standard deviation ``sigma`` of the noise added to replay actions (in the scaled
-        action space ``[-1, 1]``); trades bias (large) against variance (small). A number > 0.
-    :param n_noise_samples: Number of noise draws ``z`` averaged per transition, in one batched pass. Must be >= 1.
+    The estimator's options below are explained, with what each was measured to do, in ``docs/guide.rst``
+    ("Hyperparameters beyond TD3's").
+
+    :param denoiser_sigma: Standard deviation ``sigma`` of the noise on replay actions (scaled space), a number > 0
+    :param n_noise_samples: Noise draws ``z`` averaged per transition, in one batched pass (>= 1)
     :param antithetic: Whether the noise draws come in antithetic pairs ``(z, -z)``
-    :param critic_control_variate: Subtract ``lambda * (z z^T - I) grad_a b(s, a)`` from each draw's estimate
-        (``docs/estimator.rst``, eq. 6; unbiased for any ``lambda``): ``"optimal"`` fits the variance-minimising
-        ``lambda`` on each batch (clipped to ``[0, 1]``), a number in ``[0, 1]`` fixes it, ``None`` turns it off.
-        It costs one backward pass through the critics per actor step.
-    :param denoiser_condition: What the conditional denoiser is given: ``"outcome"``, the transition's outcome
-        ``o = (s', r, done)``; ``"td_target"``, its TD target ``y`` alone (standardised by running statistics, in the
-        reward's slot of the same network, the next state's slots zero): the estimate's conditional expectation given
-        ``y``, the same mean for exact denoisers and a variance no larger (docs/estimator.rst, "Conditioning on the TD
-        target"). ``"td_target"`` cannot pretrain without rewards.
-    :param cond_dropout: Probability that a denoiser training sample sees the null outcome instead of its own,
-        so that the same network learns ``D(a~ | s)``. In ``[0, 1)``.
-    :param normalize_action_gradient: Whether to divide the batch's ``G_hat`` by its root-mean-square before the
-        actor step (bounds the step size; the direction is unchanged)
-    :param center_advantages: Whether to add the batch mean of ``y - b(s, a~)`` to the baseline (a constant
-        shift: the estimate stays unbiased up to O(1/batch), and a biased young critic no longer turns denoiser
-        error into a common push on every action)
-    :param actor_kernel_width: Width (per action dimension, scaled space) of the Gaussian kernel that weights each
-        draw's ``G_hat`` in the actor update by how close its noised action ``a~`` is to the current policy's
-        action: ``G_hat`` is a gradient at an old action. ``None`` gives the plain average.
-    :param actor_preactivation_penalty: Weight ``lambda`` of ``lambda * mean_i ||u_i||^2`` added to the actor loss,
-        ``u = atanh(mu_theta(s))`` the actor's output before its tanh. A noisy gradient makes the pre-activations
-        random-walk outward, where tanh flattens and no gradient brings them back (the actor saturates); the
-        penalty pulls them back, and a consistent gradient still reaches the bounds. ``0`` turns it off (measured:
-        on HalfCheetah-v5 the actor then saturates and does not learn; on Pendulum-v1 it makes no difference).
+    :param critic_control_variate: Subtract ``lambda (z z^T - I) grad_a b(s, a)`` from each draw (eq. 6):
+        ``"optimal"`` fits ``lambda`` on each batch, a number in ``[0, 1]`` fixes it, ``None`` turns it off
+    :param denoiser_condition: What the conditional denoiser is given: ``"outcome"``, ``o = (s', r, done)``;
+        ``"td_target"``, the standardised TD target alone (the Rao-Blackwellised estimate)
+    :param cond_dropout: Share of denoiser training samples that see the null outcome (learning ``D(a~ | s)``),
+        in ``[0, 1)``
+    :param normalize_action_gradient: Whether to divide the batch's ``G_hat`` by its root-mean-square
+    :param center_advantages: Whether to add the batch mean of ``y - b(s, a~)`` to the baseline
+    :param actor_kernel_width: Width of the Gaussian kernel on ``a~ - mu_theta(s)`` that weights each draw in the
+        actor update; ``None``: the plain average
+    :param actor_preactivation_penalty: Weight of ``mean_i ||u_i||^2`` in the actor loss, ``u`` the actor's
+        pre-tanh output (keeps a noisy gradient from saturating the actor); ``0`` turns it off
     :param stats_window_size: Window size for the rollout logging
     :param tensorboard_log: The log location for tensorboard (if None, no logging)
     :param policy_kwargs: Additional arguments to be passed to the policy on creation
@@ -128,8 +118,6 @@ class DenoisePG(HyperparameterChecks, DenoiserPretraining, OffPolicyAlgorithm):
         "CnnPolicy": CnnPolicy,
         "MultiInputPolicy": MultiInputPolicy,
     }
-    # Gradient steps between two records of the diagnostics (they cost a critic backward pass: ~15% of a step)
-    diagnostics_interval: ClassVar[int] = 100
     policy: DenoisePGPolicy
     actor: Actor
     actor_target: Actor
@@ -492,24 +480,6 @@ class DenoisePG(HyperparameterChecks, DenoiserPretraining, OffPolicyAlgorithm):
         polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
         polyak_update(self.actor.parameters(), self.actor_target.parameters(), self.tau)
         polyak_update(self._batch_norm_stats, self._batch_norm_stats_target, 1.0)
-
-    def _record_diagnostics(self, replay_data: Samples, estimate: Estimate) -> None:
-        """Denoiser reconstruction errors, the estimate's variance and its agreement with the critic, on one batch."""
-        n_draws = estimate.noisy_actions.shape[0]
-        clean = replay_data.actions.repeat(n_draws, 1)
-        self.logger.record("train/denoiser_mse_cond", (estimate.denoised_cond - clean).pow(2).mean().item())
-        self.logger.record("train/denoiser_mse_uncond", (estimate.denoised_uncond - clean).pow(2).mean().item())
-        critic_gradient = self.critic_action_gradient(replay_data.observations, estimate.noisy_actions.mean(dim=0))
-        suffixes = {"": estimate.gradient}
-        if estimate.critic_gradient is not None:
-            suffixes["_without_cv"] = estimate.gradient_without_cv
-        for suffix, gradient in suffixes.items():
-            cosine = cosine_similarity(gradient, critic_gradient)
-            self.logger.record(f"train/cos_critic_gradient{suffix}", cosine.mean().item())
-            batch_cosine = cosine_similarity(gradient.mean(0, keepdim=True), critic_gradient.mean(0, keepdim=True))
-            self.logger.record(f"train/cos_critic_gradient_batch{suffix}", batch_cosine.item())
-            # Spread of the per-transition estimates around their batch mean
-            self.logger.record(f"train/estimate_variance{suffix}", (gradient - gradient.mean(0)).pow(2).sum(1).mean().item())
 
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
         self.policy.set_training_mode(True)
