@@ -86,6 +86,7 @@ class DenoisePG(HyperparameterChecks, DenoiserPretraining, EstimateDiagnostics, 
     :param policy_delay: The actor and the target networks are updated once every ``policy_delay`` gradient steps
     :param target_policy_noise: Standard deviation of Gaussian noise added to the target policy (smoothing noise)
     :param target_noise_clip: Limit for absolute value of the target policy smoothing noise
+
     The estimator's options below are explained, with what each was measured to do, in ``docs/guide.rst``
     ("Hyperparameters beyond TD3's").
 
