@@ -30,10 +30,7 @@ from sb3_denoise_pg.common.estimator import (
     score_difference_gradient,
     td_loss,
 )
-from sb3_denoise_pg.denoise_pg.checks import (
-    HyperparameterChecks,
-    check_action_space,
-)
+from sb3_denoise_pg.denoise_pg.checks import ActionSpaceError, HyperparameterChecks, check_action_space  # noqa: F401
 from sb3_denoise_pg.denoise_pg.policies import (
     CnnPolicy,
     DenoisePGPolicy,
