@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import RESULTS_DIR, markdown_table, relative_path
+from benchmarks.training import MARKER
 
 OUTPUT_DIR = RESULTS_DIR / "estimate-budget"
 # The sweep's axes; (400, 300) is the critics' size in every benchmark, so it is 0.3.0's denoiser there
@@ -331,7 +332,16 @@ def learning_table(output_dir: Path = OUTPUT_DIR, baseline_logs: Path = BASELINE
         )
     headers = ["env", "seeds", "final return per seed: cell / 0.3.0 / TD3", "cell / 0.3.0", "cell / TD3"]
     headers.append(f"not worse (>= {NOT_WORSE:g} x 0.3.0)")
-    return markdown_table(headers, rows)
+    return f"The runs' settings: {_learning_settings(output_dir / 'learning' / 'logs')}.\n\n" + markdown_table(headers, rows)
+
+
+def _learning_settings(log_root: Path) -> str:
+    """The estimate's settings of the cell's runs, as their markers record them (the zoo's config)."""
+    settings = set()
+    for marker in sorted(log_root.glob(f"denoise_pg/*/{MARKER}")):
+        config = json.loads(marker.read_text()).get("config") or {}
+        settings.add(f"n_noise_samples={config.get('n_noise_samples')}, policy_kwargs={config.get('policy_kwargs')}")
+    return "; ".join(sorted(settings)) or "none finished"
 
 
 def main(argv: list[str] | None = None) -> None:
