@@ -20,7 +20,8 @@ Each cell is judged on throughput and gradient quality, each with its own uncert
   with 0.3.0's draws and baseline, so the scores compare what each choice makes of the same networks at the same states.
 
 Learning (100k steps on HalfCheetah-v5 and Hopper-v5) is ``benchmarks.run --suite standard`` with a cell's options as
-zoo ``--hyperparams`` (``Cell.zoo_hyperparams``); the report pairs it with 0.3.0's runs of the same seeds.
+zoo ``--hyperparams`` (``Cell.zoo_hyperparams``), one log root per cell (``learning/<cell>/logs``); the report pairs
+each cell's runs with 0.3.0's runs of the same seeds.
 
     python -m benchmarks.estimate_budget throughput --env Pendulum-v1 [--steps 500] [--repeats 2]
     python -m benchmarks.estimate_budget probe --env Pendulum-v1 --denoiser 64x64 [--seeds 3] [--jobs 2]
@@ -303,22 +304,34 @@ def _final_returns(log_root: Path, algo: str, env_id: str) -> dict[int, float]:
     return finals
 
 
-def learning_table(output_dir: Path = OUTPUT_DIR, baseline_logs: Path = BASELINE_LOGS) -> str:
+def learning_folder(cell: Cell, output_dir: Path = OUTPUT_DIR) -> Path:
+    """Where a cell's learning runs live: ``learning/den64x64-draws4-critics1/logs`` (a ``benchmarks.run`` log root)."""
+    return output_dir / "learning" / cell.name.removeprefix("denoise_pg-") / "logs"
+
+
+def learned_cells(output_dir: Path = OUTPUT_DIR) -> list[Cell]:
+    """The cells with a learning folder, cheapest denoiser first."""
+    cells = [Cell.parse(f"denoise_pg-{path.parent.name}") for path in (output_dir / "learning").glob("*/logs")]
+    return sorted(cells, key=lambda cell: (np.prod(cell.denoiser), cell.draws, cell.baseline_critics))
+
+
+def learning_table(cell: Cell, output_dir: Path = OUTPUT_DIR, baseline_logs: Path = BASELINE_LOGS) -> str:
     """
-    The learning runs under ``learning/logs`` against 0.3.0's and TD3's runs of the same seeds: every seed's final
-    return, the means' ratios over the seeds the cell finished, and the pre-registered "not worse" test.
+    One cell's learning runs against 0.3.0's and TD3's runs of the same seeds: every seed's final return, the means'
+    ratios over the seeds the cell finished, and the pre-registered "not worse" test.
     """
+    log_root = learning_folder(cell, output_dir)
     rows = []
     for env_id in LEARNING_ENVS:
-        cell = _final_returns(output_dir / "learning" / "logs", "denoise_pg", env_id)
+        new = _final_returns(log_root, "denoise_pg", env_id)
         old = _final_returns(baseline_logs, "denoise_pg", env_id)
         td3 = _final_returns(baseline_logs, "td3", env_id)
-        seeds = sorted(set(cell) & set(old) & set(td3))
+        seeds = sorted(set(new) & set(old) & set(td3))
         if not seeds:
             rows.append([env_id, "none finished", "", "", "", ""])
             continue
-        mean = {name: np.mean([runs[seed] for seed in seeds]) for name, runs in (("cell", cell), ("old", old), ("td3", td3))}
-        per_seed = "; ".join(f"{seed}: {cell[seed]:.1f} / {old[seed]:.1f} / {td3[seed]:.1f}" for seed in seeds)
+        mean = {name: np.mean([runs[seed] for seed in seeds]) for name, runs in (("cell", new), ("old", old), ("td3", td3))}
+        per_seed = "; ".join(f"{seed}: {new[seed]:.1f} / {old[seed]:.1f} / {td3[seed]:.1f}" for seed in seeds)
         verdict = "yes" if mean["cell"] >= NOT_WORSE * mean["old"] else "no"
         rows.append(
             [
@@ -332,7 +345,7 @@ def learning_table(output_dir: Path = OUTPUT_DIR, baseline_logs: Path = BASELINE
         )
     headers = ["env", "seeds", "final return per seed: cell / 0.3.0 / TD3", "cell / 0.3.0", "cell / TD3"]
     headers.append(f"not worse (>= {NOT_WORSE:g} x 0.3.0)")
-    return f"The runs' settings: {_learning_settings(output_dir / 'learning' / 'logs')}.\n\n" + markdown_table(headers, rows)
+    return f"The runs' settings: {_learning_settings(log_root)}.\n\n" + markdown_table(headers, rows)
 
 
 def _learning_settings(log_root: Path) -> str:
@@ -367,8 +380,9 @@ def main(argv: list[str] | None = None) -> None:
         denoiser = Cell.parse(f"denoise_pg-den{args.denoiser}-draws1-critics1").denoiser
         run_probe(denoiser, args.env, args.seeds, args.jobs, args.output_dir)
     table = report(args.output_dir)
-    if (args.output_dir / "learning" / "logs").is_dir():
-        table += "\n## Learning at 100k steps\n\n" + learning_table(args.output_dir) + "\n"
+    for cell in learned_cells(args.output_dir):
+        name = cell.name.removeprefix("denoise_pg-")
+        table += f"\n## Learning at 100k steps: {name}\n\n" + learning_table(cell, args.output_dir) + "\n"
     (args.output_dir / "results.md").write_text(table)
     print(table)
 

@@ -80,7 +80,8 @@ def _run(log_root: Path, algo: str, env_id: str, seed: int, final: float) -> Non
 
 
 def test_learning_is_paired_with_the_same_seeds_and_judged_by_the_rule_set_beforehand(tmp_path: Path):
-    cell_logs, baseline = tmp_path / "learning" / "logs", tmp_path / "baseline"
+    cell = estimate_budget.Cell((64, 64), 4, 1)
+    cell_logs, baseline = estimate_budget.learning_folder(cell, tmp_path), tmp_path / "baseline"
     for seed, (new, old, td3) in enumerate([(96.0, 100.0, 120.0), (90.0, 100.0, 110.0), (300.0, 100.0, 100.0)]):
         _run(cell_logs, "denoise_pg", "HalfCheetah-v5", seed, new)
         _run(baseline, "denoise_pg", "HalfCheetah-v5", seed, old)
@@ -88,6 +89,7 @@ def test_learning_is_paired_with_the_same_seeds_and_judged_by_the_rule_set_befor
     _run(cell_logs, "denoise_pg", "Hopper-v5", 0, 90.0)
     _run(baseline, "denoise_pg", "Hopper-v5", 0, 100.0)
     _run(baseline, "td3", "Hopper-v5", 0, 100.0)
-    table = estimate_budget.learning_table(tmp_path, baseline)
+    assert estimate_budget.learned_cells(tmp_path) == [cell]
+    table = estimate_budget.learning_table(cell, tmp_path, baseline)
     assert "| HalfCheetah-v5 | 0, 1, 2 |" in table and "| 1.62 | 1.47x (0.3.0: 0.91x) | yes |" in table
     assert "| Hopper-v5 | 0 | 0: 90.0 / 100.0 / 100.0 | 0.90 | 0.90x (0.3.0: 1.00x) | no (on 1 of 3 seeds) |" in table
