@@ -1,6 +1,7 @@
 """Save/load, set_env, replay buffers, seeding and train/eval mode (adapted from SB3's test_save_load and
 test_train_eval_mode, with the optimizer comparison that SB3's tests skip); models saved by earlier versions load."""
 
+import copy
 import json
 from pathlib import Path
 
@@ -37,8 +38,10 @@ def _optimizers(model: DenoisePG) -> dict[str, th.optim.Optimizer]:
     return {"actor": model.actor.optimizer, "critic": model.critic.optimizer, "denoiser": model.denoiser.optimizer}
 
 
-@pytest.fixture
-def trained(small):
+@pytest.fixture(scope="module")
+def trained_once() -> DenoisePG:
+    """Trained once per module: its few hundred steps cost more than any test that reads it."""
+    small = dict(policy_kwargs=dict(net_arch=[32, 32]), learning_starts=50, batch_size=32, n_noise_samples=4)
     model = DenoisePG(
         "MlpPolicy",
         "Pendulum-v1",
@@ -49,6 +52,12 @@ def trained(small):
         **small,
     )
     return model.learn(300)
+
+
+@pytest.fixture
+def trained(trained_once: DenoisePG) -> DenoisePG:
+    """A trained model of its own: tests save it with options set on it, or train it on."""
+    return copy.deepcopy(trained_once)
 
 
 def test_every_optimizer_is_saved(trained):
