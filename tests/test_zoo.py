@@ -124,7 +124,7 @@ def shared_study(tmp_path_factory) -> tuple[Path, str]:
     """Two workers optimising DenoisePG concurrently on one study in a journal file (the multi-machine set-up)."""
     cwd = tmp_path_factory.mktemp("optimize")
     storage, study_name = cwd / "shared" / "study.log", "denoise_pg_pendulum"
-    args = ("train", "--algo", "denoise_pg", "--env", "Pendulum-v1", "-n", "300", "-optimize", "--n-trials", "2")
+    args = ("train", "--algo", "denoise_pg", "--env", "Pendulum-v1", "-n", "150", "-optimize", "--n-trials", "2")
     args += ("--n-jobs", "1", "--sampler", "random", "--pruner", "none", "--eval-episodes", "1", "--n-evaluations", "1")
     args += ("--no-optim-plots", "--storage", str(storage), "--study-name", study_name, *TINY)
     workers = [
