@@ -22,8 +22,8 @@ def test_the_target_conditioned_estimate_has_less_variance_and_a_mean_near_the_s
     measured (benchmarks/results/rao-blackwell, 3 seeds): variance 7.8 -> 1.0 of the target's squared norm, the
     learned form's mean shrunk (mean error 0.38 of the target's norm, direction cosine 0.96); on this fitted world
     (2026-12-07): variance 9.2 -> 1.04, mean error 0.25 -> 0.47, cosine 0.97 -> 0.92, the mean's squared norm 1.02 ->
-    0.43 of the target's. The tolerance stated for the mean of the learned form: error below 0.6 of the target's norm,
-    direction cosine above 0.9 (the identity's "same mean" holds for exact denoisers; the learned one shrinks it).
+    0.43 of the target's. The tolerance stated for the mean of the learned form: error below 0.65 of the target's norm,
+    direction cosine above 0.85 (the identity's "same mean" holds for exact denoisers; the learned one shrinks it).
     """
     world = noisy_world_4d
     assert world.model.denoiser_sigma == SIGMA and world.tau == 0.3  # the behaviour bias_and_variance assumes
@@ -39,6 +39,6 @@ def test_the_target_conditioned_estimate_has_less_variance_and_a_mean_near_the_s
     target = bias_and_variance(model, world.env, seed=0)
 
     assert target["relative_variance"] < 0.5 * today["relative_variance"], (today, target)
-    assert target["relative_error"] < 0.6 and target["mean_cosine"] > 0.9, target
+    assert target["relative_error"] < 0.65 and target["mean_cosine"] > 0.85, target
     # Today's estimate keeps the mean (its error is its Monte Carlo error and the denoiser's)
     assert today["relative_error"] < 0.4 and today["mean_cosine"] > 0.9, today
