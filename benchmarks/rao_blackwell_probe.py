@@ -30,6 +30,7 @@ Writes ``benchmarks/results/rao-blackwell-probe/`` (a JSON per run, ``results.md
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -111,24 +112,28 @@ def measure(env_id: str, seed: int, steps: int) -> dict[str, Any]:
     from sb3_denoise_pg.diagnostics import GradientTruthProbe
 
     th.set_num_threads(1)
-    provenance = started()
+    provenance, seconds = started(), {}
+    start = time.perf_counter()
     model = train(env_id, seed, steps)
     updates = max(0, steps - model.learning_starts) * model.gradient_steps // model.train_freq.frequency
     probe = GradientTruthProbe(env_id, probe_config(env_id, seed, **PROBE_OVERRIDES.get(env_id, {})))
+    seconds["train"], start = round(time.perf_counter() - start, 1), time.perf_counter()
     measurement = probe.measure(model)
     probe.close()
+    seconds["truth"], start = round(time.perf_counter() - start, 1), time.perf_counter()
     rows = []
     for form in FORMS:
         scored = model if form == "outcome" else copy.deepcopy(model)
         if form != "outcome":
             fit_form(scored, form, updates, seed)
+            seconds[f"fit {form}"], start = round(time.perf_counter() - start, 1), time.perf_counter()
         signals = ("actor_update", "critic", "truth_split_half") if form == "outcome" else ("actor_update",)
         result = probe.score(scored, measurement)
         for signal in signals:
             (row,) = result.select(signal=signal, point="policy", scale=SCALE, level=LEVEL)
             rows.append(dict(form=form if signal == "actor_update" else signal, **row))
     record = dict(env_id=env_id, seed=seed, steps=steps, fit_updates=updates, pairs=measurement.truth.pairs)
-    record.update(config=measurement.info["config"], measured=provenance, rows=rows)
+    record.update(config=measurement.info["config"], measured=provenance, seconds=seconds, rows=rows)
     return _json_ready(record)
 
 
