@@ -18,6 +18,9 @@ from torch import nn
 from sb3_denoise_pg import DenoisePG
 from sb3_denoise_pg.denoise_pg import DenoisePGPolicy
 
+# One worker makes the module's trained model under `pytest -n 2 --dist loadgroup`, not both
+pytestmark = pytest.mark.xdist_group("save-load")
+
 
 def _assert_same_tensors(a, b):
     if isinstance(a, dict):

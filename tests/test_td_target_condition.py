@@ -6,6 +6,9 @@ import torch as th
 
 from sb3_denoise_pg import DenoisePG
 
+# One worker makes the module's trained model under `pytest -n 2 --dist loadgroup`, not both
+pytestmark = pytest.mark.xdist_group("td-target-model")
+
 SMALL = dict(learning_starts=50, batch_size=32, policy_kwargs=dict(net_arch=[16]), seed=0)
 
 

@@ -100,6 +100,7 @@ def trained(tmp_path_factory) -> Path:
     return cwd / "logs"
 
 
+@pytest.mark.xdist_group("zoo-trained")  # one worker makes the module fixture, not both
 def test_train_log_layout(trained):
     # The zoo names the folder after the env id with "/" replaced by "-": no nested folder for the namespace
     assert [path.name for path in (trained / "denoise_pg").iterdir()] == ["sb3_denoise_pg-NoisyPendulum-v1_1"]
@@ -113,6 +114,7 @@ def test_train_log_layout(trained):
     assert config["denoiser_sigma"] == 0.2 and config["gamma"] == 0.98 and config["learning_starts"] == 100
 
 
+@pytest.mark.xdist_group("zoo-trained")  # one worker makes the module fixture, not both
 def test_enjoy_loads_without_replay_buffer(trained):
     args = ("--algo", "denoise_pg", "--env", NAMESPACED_ENV, "-f", str(trained), "-n", "50", "--no-render")
     stdout = run_zoo("enjoy", *args, "--num-threads", "1", cwd=trained.parent, script=ENJOY_SCRIPT)
@@ -144,6 +146,7 @@ def shared_study(tmp_path_factory) -> tuple[Path, str]:
     return storage, study_name
 
 
+@pytest.mark.xdist_group("zoo-study")  # one worker makes the module fixture, not both
 def test_optimize_shared_study(shared_study):
     storage, study_name = shared_study
     journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(storage)))
@@ -156,6 +159,7 @@ def test_optimize_shared_study(shared_study):
         assert set(trial.params) >= {"learning_rate", "tau", "net_arch", "noise_type"}
 
 
+@pytest.mark.xdist_group("zoo-study")  # one worker makes the module fixture, not both
 def test_trial_id(shared_study, tmp_path):
     storage, study_name = shared_study
     # --trial-id 0 is ignored by the zoo (falsy), hence trial 1
