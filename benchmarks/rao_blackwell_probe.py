@@ -85,13 +85,13 @@ def train(env_id: str, seed: int, steps: int) -> Any:
 
 def fit_form(model: Any, form: str, updates: int, seed: int) -> None:
     """Give ``model`` a fresh denoiser of ``form`` and fit it on its replay buffer; the rest of the model unchanged."""
-    import torch as th
     from stable_baselines3.common.running_mean_std import RunningMeanStd
+    from stable_baselines3.common.utils import set_random_seed
 
     from benchmarks.ablation_variants import ResidualDenoiser, replace_denoiser
     from sb3_denoise_pg.denoise_pg.policies import Denoiser
 
-    th.manual_seed(seed)
+    set_random_seed(seed)  # the new denoiser's weights and the replay buffer's minibatches (numpy's generator)
     replace_denoiser(model, ResidualDenoiser if form == "td_target-residual" else Denoiser)
     model.denoiser_condition = "outcome" if form == "outcome-refit" else "td_target"
     model.td_target_stats = RunningMeanStd(shape=())
