@@ -340,7 +340,7 @@ def learning_table(cell: Cell, output_dir: Path = OUTPUT_DIR, baseline_logs: Pat
                 per_seed,
                 f"{mean['cell'] / mean['old']:.2f}",
                 f"{mean['cell'] / mean['td3']:.2f}x (0.3.0: {mean['old'] / mean['td3']:.2f}x)",
-                f"{verdict}" + ("" if len(seeds) == 3 else f" (on {len(seeds)} of 3 seeds)"),
+                verdict if len(seeds) == 3 else f"{verdict} so far ({len(seeds)} of 3 seeds; the test is on all three)",
             ]
         )
     headers = ["env", "seeds", "final return per seed: cell / 0.3.0 / TD3", "cell / 0.3.0", "cell / TD3"]

@@ -92,4 +92,5 @@ def test_learning_is_paired_with_the_same_seeds_and_judged_by_the_rule_set_befor
     assert estimate_budget.learned_cells(tmp_path) == [cell]
     table = estimate_budget.learning_table(cell, tmp_path, baseline)
     assert "| HalfCheetah-v5 | 0, 1, 2 |" in table and "| 1.62 | 1.47x (0.3.0: 0.91x) | yes |" in table
-    assert "| Hopper-v5 | 0 | 0: 90.0 / 100.0 / 100.0 | 0.90 | 0.90x (0.3.0: 1.00x) | no (on 1 of 3 seeds) |" in table
+    partial = "| no so far (1 of 3 seeds; the test is on all three) |"
+    assert "| Hopper-v5 | 0 | 0: 90.0 / 100.0 / 100.0 | 0.90 | 0.90x (0.3.0: 1.00x) " + partial in table
