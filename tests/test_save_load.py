@@ -242,6 +242,21 @@ def test_a_model_saved_by_an_earlier_version_loads_acts_the_same_and_learns_on(v
     loaded.learn(60, reset_num_timesteps=False)
 
 
+def _hidden_layers(denoiser) -> list[int]:
+    return [layer.out_features for layer in denoiser.noise_net if isinstance(layer, nn.Linear)][:-1]
+
+
+@pytest.mark.parametrize("version", ["0.2.0", "0.3.0"])
+def test_new_models_get_the_small_denoiser_and_models_saved_before_it_keep_the_critic_sized_one(version):
+    model = DenoisePG("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[8]))
+    assert _hidden_layers(model.denoiser) == [64, 64] and model.n_noise_samples == 4
+    # None still means "the critic's net_arch", the default before 0.4.0
+    critic_sized = DenoisePG("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[8], denoiser_net_arch=None))
+    assert _hidden_layers(critic_sized.denoiser) == [8]
+    loaded = DenoisePG.load(SAVED_MODELS / f"denoise_pg-{version}-defaults.zip")
+    assert _hidden_layers(loaded.denoiser) == [8] and loaded.n_noise_samples == 8
+
+
 @pytest.mark.parametrize("version", ["0.2.0", "0.3.0"])
 def test_a_policy_saved_by_an_earlier_version_loads(version):
     recorded = _recorded(version, "defaults")
