@@ -142,6 +142,10 @@ def test_policy_kwargs_of_the_caller_are_left_alone(tmp_path):
     TD3("MlpPolicy", "Pendulum-v1", policy_kwargs=policy_kwargs)  # the same dict still suits TD3
     model.save(tmp_path / "model")
     DenoisePG.load(tmp_path / "model", policy_kwargs=dict(net_arch=[8, 8]))
+    with open(tmp_path / "model.zip", "rb") as file:  # a file object is read twice: for policy_kwargs, then to load
+        DenoisePG.load(file, policy_kwargs=dict(net_arch=[8, 8]))
+    with pytest.raises(ValueError, match="policy kwargs do not equal"):  # a denoiser size it was not made with
+        DenoisePG.load(tmp_path / "model", policy_kwargs=dict(net_arch=[8, 8], denoiser_net_arch=[32]))
 
 
 def test_another_algorithms_policy_or_file_is_refused_with_a_message(tmp_path):

@@ -255,6 +255,11 @@ def test_new_models_get_the_small_denoiser_and_models_saved_before_it_keep_the_c
     assert _hidden_layers(critic_sized.denoiser) == [8]
     loaded = DenoisePG.load(SAVED_MODELS / f"denoise_pg-{version}-defaults.zip")
     assert _hidden_layers(loaded.denoiser) == [8] and loaded.n_noise_samples == 8
+    # The policy_kwargs it was saved with are still accepted by load(), with no denoiser size added to them
+    saved = DenoisePG._saved_policy_kwargs(SAVED_MODELS / f"denoise_pg-{version}-defaults.zip", None)
+    assert "denoiser_net_arch" not in saved
+    loaded = DenoisePG.load(SAVED_MODELS / f"denoise_pg-{version}-defaults.zip", policy_kwargs=saved)
+    assert _hidden_layers(loaded.denoiser) == [8]
 
 
 @pytest.mark.parametrize("version", ["0.2.0", "0.3.0"])

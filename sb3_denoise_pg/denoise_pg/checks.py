@@ -13,7 +13,10 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.type_aliases import GymEnv
+
+from sb3_denoise_pg.denoise_pg.policies import with_default_denoiser
 
 SelfChecked = TypeVar("SelfChecked", bound="HyperparameterChecks")
 
@@ -183,6 +186,12 @@ class HyperparameterChecks:
     ) -> SelfChecked:
         # Refused as an argument here, not later as if the file had it
         cls._refuse_removed_options(kwargs, "load() was given")
+        given = kwargs.get("policy_kwargs")
+        if isinstance(given, dict) and "denoiser_net_arch" not in given:
+            # The parent refuses policy_kwargs that differ from the saved ones: read the caller's as the constructor
+            # does, unless the model was saved before 0.4.0, whose constructor added no default denoiser size
+            if "denoiser_net_arch" in cls._saved_policy_kwargs(path, custom_objects):
+                kwargs["policy_kwargs"] = with_default_denoiser(given)
         try:
             return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
         except RuntimeError as error:
@@ -193,3 +202,12 @@ class HyperparameterChecks:
                 "The saved parameters do not fit this model's networks: an option that shapes them (policy_kwargs, "
                 "the spaces) differs from the saved model's. Load without changing it."
             ) from error
+
+    @staticmethod
+    def _saved_policy_kwargs(path: str | pathlib.Path | io.BufferedIOBase, custom_objects: dict[str, Any] | None) -> dict:
+        """The ``policy_kwargs`` a saved model records; a file object is left where it was, for the real load."""
+        start = path.tell() if isinstance(path, io.IOBase) else None
+        data, _, _ = load_from_zip_file(path, custom_objects=custom_objects, device="cpu")
+        if start is not None:
+            path.seek(start)
+        return (data or {}).get("policy_kwargs") or {}

@@ -37,14 +37,12 @@ from sb3_denoise_pg.denoise_pg.policies import (
     Denoiser,
     MlpPolicy,
     MultiInputPolicy,
+    with_default_denoiser,
 )
 from sb3_denoise_pg.denoise_pg.pretraining import DenoiserPretraining
 from sb3_denoise_pg.denoise_pg.train_diagnostics import EstimateDiagnostics
 
 SelfDenoisePG = TypeVar("SelfDenoisePG", bound="DenoisePG")
-# The denoiser's hidden layers when policy_kwargs do not name them (benchmarks/results/estimate-budget: at 4 draws it
-# learned as well as 0.3.0's critic-sized denoiser with 8, at 0.65x-0.74x TD3's throughput instead of 0.38x)
-DEFAULT_DENOISER_NET_ARCH = (64, 64)
 Samples = ReplayBufferSamples | DictReplayBufferSamples
 
 
@@ -185,9 +183,7 @@ class DenoisePG(HyperparameterChecks, DenoiserPretraining, EstimateDiagnostics, 
         self._check_hyperparameters()
         if self.cond_dropout == 0:
             warnings.warn("cond_dropout=0: the unconditional denoiser D(a~ | s) is never trained", stacklevel=2)
-        # The denoiser's default size is set here, not in the policy: a model saved before 0.4.0 has no
-        # denoiser_net_arch in its policy_kwargs (load() restores them over these) and keeps its critic-sized denoiser
-        policy_kwargs = {"denoiser_net_arch": list(DEFAULT_DENOISER_NET_ARCH)} | (policy_kwargs or {})
+        policy_kwargs = with_default_denoiser(policy_kwargs)
         # Made here (the parent would make it too) so that a wrong action space fails with a clear error
         env = maybe_make_env(env, verbose)
         if env is not None:
