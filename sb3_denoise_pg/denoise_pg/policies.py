@@ -25,7 +25,7 @@ def concat_observations(obs: PyTorchObs, next_obs: PyTorchObs) -> PyTorchObs:
 
 # The denoiser's hidden layers when policy_kwargs do not name them, since 0.4.0 (before: the critic's net_arch).
 # benchmarks/results/estimate-budget: with 4 draws it learned as well as 0.3.0's critic-sized denoiser with 8, at
-# 0.65x-0.74x TD3's throughput instead of 0.38x.
+# 0.62x-0.74x TD3's throughput instead of 0.34x-0.38x.
 DEFAULT_DENOISER_NET_ARCH = (64, 64)
 
 
