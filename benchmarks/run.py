@@ -14,6 +14,7 @@ What one run does, records and leaves is ``benchmarks.training``'s, shared with 
 """
 
 import argparse
+import math
 import shlex
 import signal
 import sys
@@ -105,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     cluster.add_argument("--account", help="SLURM account to charge")
     cluster.add_argument("--submitit-cluster", choices=["slurm", "local"], default="slurm", help=argparse.SUPPRESS)
     cluster.add_argument("--wait", action="store_true", help="Wait for the submitted runs and report the failed ones")
+    cluster.add_argument("--poll-s", type=positive_float, default=10.0, help="How often --wait asks SLURM, seconds")
     cluster.add_argument("--status", action="store_true", help="Print each run's state (and why a job ended); submit nothing")
     cluster.add_argument("--retry-failed", action="store_true", help="Submit again the runs whose last job failed")
     cluster.add_argument(
@@ -151,6 +153,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
+
 def _key_value(text: str) -> tuple[str, str]:
     """argparse type of ``--slurm-arg``: ``KEY=VALUE``."""
     key, separator, value = text.partition("=")
@@ -188,7 +201,7 @@ def _run_on_slurm(suite: Suite, log_root: Path, args: argparse.Namespace, zoo_ar
         print(f"error: {error}", file=sys.stderr)
         return 1
     if args.wait and jobs:
-        return 1 if wait(jobs, log_root, options.cluster) else 0
+        return 1 if wait(jobs, log_root, options.cluster, args.poll_s) else 0
     return 0
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# A tiny sweep through a real single-node SLURM (single_node.sh), as CI runs it: the smoke suite's 2 algorithms x 2
-# seeds (600 steps each) submitted as one job array; one *running* task is killed, as a preempted run would be, and
+# A tiny sweep through a real single-node SLURM (single_node.sh), as CI runs it: the smoke suite's 2 algorithms (one
+# seed, 600 steps each) submitted as one job array; one *running* task is killed, as a preempted run would be, and
 # reported; the same command then submits only that run, which completes; a third invocation submits nothing. A run
 # with a bad hyperparameter fails, the status table says why, and it is not submitted again unless asked. Then the
 # report, and the daemons are stopped. Everything it writes is under $SLURM_STATE and $SWEEP_LOG_ROOT.
@@ -15,8 +15,8 @@ export SLURM_CONF=$SLURM_STATE/slurm.conf
 trap 'bash benchmarks/slurm/single_node.sh stop' EXIT
 rm -rf "$log_root" "$log_root-failing"
 mkdir -p "$log_root"
-sweep=("$python" -m benchmarks.run --suite smoke --seeds 2 --launcher slurm --partition debug --time-min 10 --mem-gb 2
-  --log-root "$log_root")
+sweep=("$python" -m benchmarks.run --suite smoke --launcher slurm --partition debug --time-min 10 --mem-gb 2
+  --poll-s 2 --log-root "$log_root")
 
 echo "== 1. the sweep, waited for; one running task killed, which the wait reports"
 "${sweep[@]}" --wait >"$log_root/submit.log" 2>&1 &
@@ -42,12 +42,12 @@ echo "== 2. the same command: only the killed run is submitted again, and comple
 grep -q "1 to submit" "$log_root/again.log"
 echo "== 3. again: nothing left to submit"
 "${sweep[@]}" | tee "$log_root/done.log"
-grep -q "4 finished, 0 queued or running, 0 to submit" "$log_root/done.log"
+grep -q "2 finished, 0 queued or running, 0 to submit" "$log_root/done.log"
 "${sweep[@]}" --status
 
 echo "== 4. a run that fails is reported, explained and not submitted again"
-failing=("$python" -m benchmarks.run --suite smoke --algos td3 --seeds 1 --launcher slurm --partition debug --time-min 10
-  --mem-gb 2 --log-root "$log_root-failing")
+failing=("$python" -m benchmarks.run --suite smoke --algos td3 --launcher slurm --partition debug --time-min 10
+  --mem-gb 2 --poll-s 2 --log-root "$log_root-failing")
 if "${failing[@]}" --wait -- --hyperparams bogus_param:1; then
   echo "the bad hyperparameter should have failed its run" >&2
   exit 1

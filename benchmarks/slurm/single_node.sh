@@ -4,7 +4,7 @@
 # the packages if they are missing. It touches only what it starts: its configuration, munge key and socket, spool,
 # logs and pid files are all under $SLURM_STATE (default /tmp/slurm-single-node), the daemons read that configuration
 # (not /etc/slurm) and `stop` ends the processes of its own pid files. Clients find it through SLURM_CONF:
-#   bash benchmarks/slurm/single_node.sh start | stop
+#   bash benchmarks/slurm/single_node.sh start | stop | install
 #   export SLURM_CONF=/tmp/slurm-single-node/slurm.conf     # then sbatch, squeue, sinfo talk to it
 set -euo pipefail
 state=${SLURM_STATE:-/tmp/slurm-single-node}
@@ -27,6 +27,8 @@ if [ "$action" = stop ]; then stop; exit 0; fi
 if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
   apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurm-wlm munge
 fi
+# `install` only installs the packages (CI does it while other stages run)
+if [ "$action" = install ]; then exit 0; fi
 stop
 mkdir -p "$state"/{spool/ctld,spool/d,log,run,munge}
 chmod 700 "$state/munge"

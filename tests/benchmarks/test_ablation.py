@@ -10,7 +10,7 @@ from benchmarks import ablation
 
 def test_ablation_runs_variants_and_resumes(tmp_path: Path):
     args = ["--variants", "base", "td3", "2 noise draws", "--seeds", "1", "--steps", "300", "--learning-starts", "100"]
-    args += ["--eval-freq", "100", "--eval-episodes", "1", "--jobs", "1", "--output", str(tmp_path)]
+    args += ["--eval-freq", "100", "--eval-episodes", "1", "--net-arch", "32", "32", "--jobs", "1", "--output", str(tmp_path)]
     ablation.main(args)
     run = json.loads((tmp_path / "runs" / "2_noise_draws_0.json").read_text())
     assert run["overrides"] == {"n_noise_samples": 2} and run["timesteps"] == [100, 200, 300]

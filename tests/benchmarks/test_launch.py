@@ -3,12 +3,14 @@
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 
 from benchmarks import launch, report, run
 from benchmarks.suites import get_suite, select
+from benchmarks.training import PID_FILE
 
 LOCAL = launch.SlurmOptions(cluster="local", time_min=10)
 
@@ -60,7 +62,13 @@ def test_a_sweep_lands_in_the_suite_layout_and_a_killed_run_is_submitted_again(t
     runs = smoke(2)
     jobs = launch.submit(runs, tmp_path, LOCAL)
     assert len(jobs) == 2 and len(set(job.job_id for job in jobs)) == 2
-    jobs[1].cancel()  # killed, as a preempted or timed-out job is
+    # Killed once it trains, as a preempted or timed-out job is. Not sooner: a signal that reaches submitit's job
+    # controller before it forwards signals ends the controller alone, and its run goes on to finish
+    training_pid = runs[1].staging_dir(tmp_path) / PID_FILE
+    deadline = time.monotonic() + 120
+    while not training_pid.is_file() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    jobs[1].cancel()
     failures = launch.wait(jobs, tmp_path, "local", poll_s=1)
     assert len(failures) == 1 and str(runs[1]) in failures[0] and "run log" in failures[0]
     marker = json.loads((runs[0].run_dir(tmp_path) / run.MARKER).read_text())

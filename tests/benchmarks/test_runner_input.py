@@ -23,6 +23,8 @@ from tests.benchmarks.test_runner import FakeZoo
         (["--envs", "NoSuchEnv-v0"], "NoSuchEnv-v0 is not in suite 'quick'"),
         (["--jobs", "0"], "--jobs: must be an integer >= 1"),
         (["--seeds", "-3"], "--seeds: must be an integer >= 1"),
+        (["--poll-s", "0"], "--poll-s: must be a number > 0"),
+        (["--poll-s", "nan"], "--poll-s: must be a number > 0"),
     ],
 )
 def test_bad_arguments_are_refused_before_anything_runs(argv, message, capsys, tmp_path):
