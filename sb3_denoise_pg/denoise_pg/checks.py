@@ -7,13 +7,14 @@ so that a bad value is a ``ValueError`` naming it, never an assert or a NaN late
 import io
 import math
 import pathlib
+import zipfile
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.save_util import load_from_zip_file
+from stable_baselines3.common.save_util import json_to_data, open_path
 from stable_baselines3.common.type_aliases import GymEnv
 
 from sb3_denoise_pg.denoise_pg.policies import with_default_denoiser
@@ -206,8 +207,15 @@ class HyperparameterChecks:
     @staticmethod
     def _saved_policy_kwargs(path: str | pathlib.Path | io.BufferedIOBase, custom_objects: dict[str, Any] | None) -> dict:
         """The ``policy_kwargs`` a saved model records; a file object is left where it was, for the real load."""
+        # Only the archive's "data" entry: its parameters are loaded once, by the real load
         start = path.tell() if isinstance(path, io.IOBase) else None
-        data, _, _ = load_from_zip_file(path, custom_objects=custom_objects, device="cpu")
-        if start is not None:
-            path.seek(start)
+        file = open_path(path, "r", verbose=0, suffix="zip")
+        try:
+            with zipfile.ZipFile(file) as archive:
+                data = json_to_data(archive.read("data").decode(), custom_objects) if "data" in archive.namelist() else {}
+        finally:
+            if start is None:
+                file.close()
+            else:
+                path.seek(start)
         return (data or {}).get("policy_kwargs") or {}
