@@ -266,15 +266,27 @@ def report(output_dir: Path = OUTPUT_DIR) -> str:
         for env_records in by_env.values():
             row.append(_probe_cell([r for r in env_records if _denoiser_of(r) == cell.denoiser], cell))
         rows.append(row)
-    # The critic's input-gradient does not depend on the estimate's options: one value per checkpoint
-    critic = [
-        _probe_cell([r for r in records if _denoiser_of(r) == CELL_0_3_0.denoiser], CELL_0_3_0, "critic")
-        for records in by_env.values()
-    ]
     text = markdown_table(headers, rows)
-    text += "\n\nThe critic's input-gradient (TD3's signal) on the same checkpoints of 0.3.0's denoiser: "
-    text += ", ".join(f"{env} {value}" for env, value in zip(by_env, critic, strict=True)) + ".\n"
-    return text
+    return text + "\n\n" + checkpoint_table(by_env) + "\n"
+
+
+def checkpoint_table(by_env: dict[str, list[dict[str, Any]]]) -> str:
+    """
+    What each denoiser size's checkpoints give every cell's score to be read against: the truth's own precision (the
+    cosine between its two halves) and the critic's input-gradient (TD3's signal), neither of which depends on the
+    estimate's options.
+    """
+    headers = ["denoiser (its checkpoints)"]
+    headers += [f"{label} {env}" for env in by_env for label in ("truth split-half", "critic cos")]
+    rows = []
+    for denoiser in DENOISERS:
+        cell = Cell(denoiser, CELL_0_3_0.draws, CELL_0_3_0.baseline_critics)
+        row = ["x".join(map(str, denoiser))]
+        for env_records in by_env.values():
+            mine = [record for record in env_records if _denoiser_of(record) == denoiser]
+            row += [_probe_cell(mine, cell, "truth_split_half"), _probe_cell(mine, cell, "critic")]
+        rows.append(row)
+    return markdown_table(headers, rows)
 
 
 def _denoiser_of(record: dict[str, Any]) -> tuple[int, ...]:

@@ -61,13 +61,18 @@ def test_ratios_pair_each_repeat_with_td3s_and_the_report_marks_0_3_0(tmp_path: 
     folder = tmp_path / "throughput-Pendulum-v1"
     folder.mkdir()
     (folder / "throughput.json").write_text(json.dumps(data))
-    score = dict(draws=8, baseline_critics=2, signal="actor_update", cosine=0.5)
-    record = dict(env_id="Pendulum-v1", seed=0, checkpoint="x/logs/den400x300/denoise_pg/Pendulum-v1_1/m.zip", scores=[score])
+    scores = [
+        dict(draws=8, baseline_critics=2, signal=signal, cosine=cosine)
+        for signal, cosine in (("actor_update", 0.5), ("critic", 0.7), ("truth_split_half", 0.95))
+    ]
+    record = dict(env_id="Pendulum-v1", seed=0, checkpoint="x/logs/den400x300/denoise_pg/Pendulum-v1_1/m.zip", scores=scores)
     (tmp_path / "probe" / "scores").mkdir(parents=True)
     (tmp_path / "probe" / "scores" / "one.json").write_text(json.dumps(record))
     table = estimate_budget.report(tmp_path)
     assert "| den400x300-draws8-critics2 (0.3.0) | 0.38 [0.25, 0.40] | +0.50 (1 seed) | not run |" in table
     assert "| den64x64-draws2-critics1 | not run | not run | not run |" in table
+    # Beside the cells, what their checkpoints give: the truth's own precision and the critic's cosine
+    assert "| 400x300 | +0.95 (1 seed) | +0.70 (1 seed) | not run | not run |" in table
 
 
 def _run(log_root: Path, algo: str, env_id: str, seed: int, final: float) -> None:
